@@ -1,0 +1,101 @@
+// Configuration: the TOML file described in DESIGN.md and configs/example.toml.
+// LoadConfig() validates everything up front and reports *every* problem as
+// "file:line:col: message"; a Config that loaded is safe to run as is.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/catalogue.h"
+#include "agent/ip.h"
+#include "agent/status.h"
+
+namespace repwatch {
+
+struct SourcePos {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+struct ConfigIssue {
+  SourcePos pos;
+  std::string message;
+  std::string ToString() const;  // "file:line:col: message"
+};
+
+struct AgentConfig {
+  std::string state_dir = "/var/lib/repwatch";
+  std::chrono::seconds interval{3600};
+  std::string instance;           // name carried in webhooks; default: host name
+  std::string listen_address = "127.0.0.1:9754";  // [agent] listen_address; CLI flag overrides
+};
+
+struct DnsServer {
+  std::string host;  // numeric IPv4/IPv6 address only; names would need a resolver
+  uint16_t port = 53;
+  std::string ToString() const;   // "127.0.0.1:53" / "[::1]:53"
+};
+
+struct DnsConfig {
+  std::vector<DnsServer> servers;               // required, no public default
+  std::chrono::milliseconds timeout{2000};      // per attempt
+  int attempts = 3;                             // total tries per question (>= 1)
+  int max_in_flight = 256;                      // questions on the wire, all servers together
+  double max_qps = 0;                           // global rate limit; 0 = unlimited
+  double max_qps_per_server = 0;                // per-server rate limit; 0 = unlimited
+  int sockets = 4;                              // UDP sockets (each its own random source port)
+};
+
+struct DnsblZone {
+  std::string zone;            // as configured (may contain "{key}"); used as the metric label
+  std::string query_zone;      // what is queried: "{key}" replaced by the secret key
+  ZoneFamily family = ZoneFamily::kBoth;
+  CatalogueEntry entry;        // from the catalogue, or a generic entry for unknown zones
+  bool known = false;          // found in the catalogue
+  SourcePos pos;
+};
+
+struct RangeConfig {
+  std::string name;
+  std::vector<Cidr> cidrs;
+  std::vector<std::string> spf_domains;
+  std::string helo;                            // optional
+  std::optional<std::string> warmup_start;     // "YYYY-MM-DD"
+  std::string warmup_schedule;
+  std::map<std::string, std::string> labels;   // [ranges.labels] free-form, for routing
+  SourcePos pos;
+};
+
+struct AlertsConfig {
+  int raise_after = 2;
+  int clear_after = 2;
+};
+
+struct Config {
+  std::string path;
+  AgentConfig agent;
+  DnsConfig dns;
+  std::vector<DnsblZone> dnsbl;
+  std::vector<RangeConfig> ranges;
+  AlertsConfig alerts;
+  std::vector<ConfigIssue> warnings;  // e.g. a dead or redundant zone; never fatal
+};
+
+// Reads and validates `path`. On failure the Status message holds every issue,
+// one "file:line:col: message" per line. Secrets (DNSBL keys) are read from the
+// environment variable or file the config names, never from the config text.
+Result<Config> LoadConfig(const std::string& path);
+
+// Same, from text already in memory; `path` is used in messages. Secrets files
+// named in the text are still read from disk.
+Result<Config> ParseConfig(std::string_view toml_text, const std::string& path);
+
+// Parses "30s", "5m", "1h", "1h30m", "2d"; nullopt if malformed or zero.
+std::optional<std::chrono::seconds> ParseDuration(std::string_view text);
+
+}  // namespace repwatch

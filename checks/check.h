@@ -1,0 +1,54 @@
+// One interface for every check kind (dnsbl, fcrdns, spf, mx_probe, warmup).
+// A check is asynchronous: it issues questions through the Resolver seam and
+// reports by filling its section of a report and calling done(). Checks know
+// nothing of exporters; the scheduler (agent/scheduler.h) drives them.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "agent/clock.h"
+#include "agent/config.h"
+#include "agent/resolver.h"
+#include "checks/report.h"
+
+namespace repwatch {
+
+struct Target {
+  IpAddress ip;
+  const RangeConfig* range = nullptr;  // never null for addresses from the config
+};
+
+// The seams a check may use.
+struct CheckEnv {
+  Resolver& resolver;
+  Clock& clock;
+};
+
+class Check {
+ public:
+  using Done = std::function<void()>;
+  virtual ~Check() = default;
+
+  // The config section and JSON key, e.g. "dnsbl".
+  virtual std::string_view Name() const = 0;
+
+  // Cycle-level work before any address (e.g. zone health from test points).
+  // Fills *cycle and calls done() exactly once, possibly from a resolver callback.
+  virtual void BeginCycle(CycleReport* cycle, Done done) = 0;
+
+  // Checks one address: fills its section of *report, then calls done() exactly once.
+  // `report` and `target` stay valid until done() runs.
+  virtual void CheckIp(const Target& target, IpReport* report, Done done) = 0;
+
+  // Resolver questions CheckIp will normally ask for this target; the scheduler
+  // uses it to spread a cycle's load evenly over the interval.
+  virtual size_t ExpectedQueries(const Target& target) const = 0;
+};
+
+// The registry: config section name -> factory. Returns the enabled checks.
+std::vector<std::unique_ptr<Check>> MakeChecks(const Config& config, CheckEnv env);
+
+}  // namespace repwatch
