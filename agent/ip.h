@@ -45,6 +45,11 @@ class IpAddress {
   std::array<uint8_t, 16> bytes_{};
 };
 
+// 32 reversed lowercase nibbles joined by dots, from raw bytes. Unlike
+// IpAddress::ReversedLabels this never normalises IPv4-mapped addresses, which the
+// RFC 5782 IPv6 test points (::ffff:7f00:2) need.
+std::string NibbleLabels(const std::array<uint8_t, 16>& bytes);
+
 class Cidr {
  public:
   // "192.0.2.0/24", "2001:db8::/120", or a bare address (a /32 or /128).

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -49,6 +50,8 @@ class Check {
 };
 
 // The registry: config section name -> factory. Returns the enabled checks.
-std::vector<std::unique_ptr<Check>> MakeChecks(const Config& config, CheckEnv env);
+// `families` are the address families this run will check; cycle-level probes
+// (e.g. IPv6 zone test points) are skipped for families with no target.
+std::vector<std::unique_ptr<Check>> MakeChecks(const Config& config, CheckEnv env, const std::set<Family>& families);
 
 }  // namespace repwatch

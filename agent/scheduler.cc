@@ -1,0 +1,79 @@
+#include "agent/scheduler.h"
+
+#include <algorithm>
+#include <deque>
+#include <unordered_map>
+
+namespace repwatch {
+namespace {
+
+constexpr std::chrono::milliseconds kMaxPollWait{100};
+
+}  // namespace
+
+Scheduler::Scheduler(std::vector<std::unique_ptr<Check>>& checks, Resolver& resolver, Clock& clock)
+    : checks_(checks), resolver_(resolver), clock_(clock) {}
+
+void Scheduler::RunBeginCycle(CycleReport* report) {
+  size_t remaining = checks_.size();
+  for (auto& check : checks_) check->BeginCycle(report, [&remaining] { --remaining; });
+  while (remaining > 0) resolver_.Poll(kMaxPollWait);
+}
+
+CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& options, const Sink& sink) {
+  struct Open {
+    Target target;
+    IpReport report;
+    size_t remaining;
+  };
+  CycleOutcome out;
+  const auto start = clock_.Now();
+  RunBeginCycle(&out.report);
+
+  std::unordered_map<size_t, std::unique_ptr<Open>> open;
+  std::vector<size_t> finished;  // filled from callbacks, drained by the loop
+  const size_t n = targets.size();
+  const auto pace_start = clock_.Now();
+  auto due = [&](size_t i) {
+    return pace_start + std::chrono::duration_cast<std::chrono::nanoseconds>(options.spread * i / std::max<size_t>(n, 1));
+  };
+  size_t next = 0;
+  auto stopped = [&] { return options.stop && options.stop->load(); };
+
+  while ((next < n && !stopped()) || !open.empty()) {
+    const auto now = clock_.Now();
+    while (next < n && !stopped() && open.size() < options.max_addresses_in_flight &&
+           resolver_.Pending() < options.max_pending_queries && (options.spread.count() == 0 || due(next) <= now)) {
+      auto o = std::make_unique<Open>(Open{targets.At(next), {}, checks_.size() + 1});
+      o->report.ip = o->target.ip;
+      if (o->target.range) o->report.range = o->target.range->name;
+      Open* raw = o.get();
+      const size_t id = next++;
+      open.emplace(id, std::move(o));
+      auto done = [raw, id, &finished] {
+        if (--raw->remaining == 0) finished.push_back(id);
+      };
+      for (auto& check : checks_) check->CheckIp(raw->target, &raw->report, done);
+      done();  // the +1 above: no address finishes while its checks are still being started
+    }
+    for (size_t id : finished) {
+      auto it = open.find(id);
+      sink(std::move(it->second->report));
+      open.erase(it);
+      ++out.addresses_done;
+    }
+    finished.clear();
+    if (open.empty() && (next >= n || stopped())) break;
+    auto wait = kMaxPollWait;
+    if (options.spread.count() > 0 && next < n && open.size() < options.max_addresses_in_flight) {
+      const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(due(next) - clock_.Now());
+      wait = std::clamp(until, std::chrono::milliseconds(0), kMaxPollWait);
+    }
+    resolver_.Poll(wait);
+  }
+  out.completed = out.addresses_done == n;
+  out.duration = clock_.Now() - start;
+  return out;
+}
+
+}  // namespace repwatch

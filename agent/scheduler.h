@@ -1,0 +1,53 @@
+// Scheduler: runs one cycle — every enabled check over every target — on the
+// single-threaded resolver loop, and hands each finished IpReport to a sink.
+//
+// Load is spread evenly: with a non-zero `spread`, address i of N starts no
+// earlier than cycle_start + i * spread / N, so a cycle over a /16 turns into a
+// steady trickle instead of a burst. Memory stays bounded: at most
+// `max_addresses_in_flight` addresses are open at once and new ones start only
+// while the resolver's queue is below `max_pending_queries`.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "agent/clock.h"
+#include "agent/resolver.h"
+#include "agent/targets.h"
+#include "checks/check.h"
+
+namespace repwatch {
+
+struct CycleOptions {
+  std::chrono::nanoseconds spread{0};   // 0: as fast as the resolver's rate limits allow
+  size_t max_addresses_in_flight = 4096;
+  size_t max_pending_queries = 8192;
+  const std::atomic<bool>* stop = nullptr;  // when set, no new address starts; open ones finish
+};
+
+struct CycleOutcome {
+  CycleReport report;
+  size_t addresses_done = 0;
+  bool completed = false;  // false when stopped early
+  std::chrono::nanoseconds duration{0};
+};
+
+class Scheduler {
+ public:
+  using Sink = std::function<void(IpReport&&)>;
+  Scheduler(std::vector<std::unique_ptr<Check>>& checks, Resolver& resolver, Clock& clock);
+
+  CycleOutcome RunCycle(const TargetSet& targets, const CycleOptions& options, const Sink& sink);
+
+ private:
+  void RunBeginCycle(CycleReport* report);
+
+  std::vector<std::unique_ptr<Check>>& checks_;
+  Resolver& resolver_;
+  Clock& clock_;
+};
+
+}  // namespace repwatch

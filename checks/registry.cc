@@ -1,0 +1,37 @@
+// The check registry: config section name -> factory. Adding a check kind means
+// one new file in checks/ and one entry here.
+#include <functional>
+#include <string_view>
+
+#include "checks/check.h"
+#include "checks/dnsbl.h"
+
+namespace repwatch {
+namespace {
+
+struct CheckKind {
+  std::string_view name;
+  std::function<bool(const Config&)> enabled;
+  std::function<std::unique_ptr<Check>(const Config&, CheckEnv, const std::set<Family>&)> make;
+};
+
+const std::vector<CheckKind>& Kinds() {
+  static const std::vector<CheckKind> kinds = {
+      {"dnsbl", [](const Config& c) { return !c.dnsbl.empty(); },
+       [](const Config& c, CheckEnv env, const std::set<Family>& f) {
+         return std::make_unique<DnsblCheck>(c, env, f);
+       }},
+  };
+  return kinds;
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<Check>> MakeChecks(const Config& config, CheckEnv env, const std::set<Family>& families) {
+  std::vector<std::unique_ptr<Check>> out;
+  for (const auto& kind : Kinds())
+    if (kind.enabled(config)) out.push_back(kind.make(config, env, families));
+  return out;
+}
+
+}  // namespace repwatch

@@ -1,0 +1,64 @@
+#include "exporters/report_format.h"
+
+#include <fmt/format.h>
+
+namespace repwatch {
+
+nlohmann::json ZoneHealthJson(const ZoneHealthReport& zone) {
+  nlohmann::json j = {{"kind", "zone"}, {"zone", zone.zone}, {"health", ZoneHealthName(zone.health)}};
+  if (zone.ipv4) j["ipv4"] = ZoneHealthName(*zone.ipv4);
+  if (zone.ipv6) j["ipv6"] = ZoneHealthName(*zone.ipv6);
+  if (!zone.detail.empty()) j["detail"] = zone.detail;
+  return j;
+}
+
+nlohmann::json IpReportJson(const IpReport& report) {
+  nlohmann::json j = {{"kind", "ip"}, {"ip", report.ip.ToString()}};
+  j["range"] = report.range.empty() ? nlohmann::json(nullptr) : nlohmann::json(report.range);
+  if (report.dnsbl) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& r : *report.dnsbl) {
+      nlohmann::json z = {{"zone", r.zone},     {"status", DnsblStatusName(r.status)},
+                          {"codes", r.codes},   {"meanings", r.meanings},
+                          {"txt", r.txt},       {"error", r.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.error)}};
+      if (r.allowlist) z["allowlist"] = true;
+      if (!r.delist_url.empty()) z["delist_url"] = r.delist_url;
+      list.push_back(std::move(z));
+    }
+    j["dnsbl"] = std::move(list);
+  }
+  return j;
+}
+
+std::string ZoneHealthTable(const std::vector<ZoneHealthReport>& zones) {
+  std::string out = fmt::format("{:<36} {:<17} {}\n", "ZONE", "HEALTH", "DETAIL");
+  for (const auto& z : zones) out += fmt::format("{:<36} {:<17} {}\n", z.zone, ZoneHealthName(z.health), z.detail);
+  return out;
+}
+
+std::string IpReportTableHeader() { return fmt::format("{:<40} {:<16} {:<8} {}\n", "IP", "RANGE", "DNSBL", "DETAIL"); }
+
+std::string IpReportTableRow(const IpReport& report) {
+  std::vector<std::string> listed, allowed, errors;
+  for (const auto& r : report.dnsbl.value_or(std::vector<DnsblZoneResult>{})) {
+    std::vector<std::string> codes;
+    for (size_t i = 0; i < r.codes.size(); ++i)
+      codes.push_back(fmt::format("{} {}", r.codes[i], i < r.meanings.size() ? r.meanings[i] : ""));
+    if (r.status == DnsblStatus::kListed) {
+      std::string s = fmt::format("{} [{}]", r.zone, fmt::join(codes, "; "));
+      if (!r.txt.empty()) s += fmt::format(" \"{}\"", r.txt);
+      (r.allowlist ? allowed : listed).push_back(std::move(s));
+    } else if (r.status == DnsblStatus::kError) {
+      errors.push_back(r.zone);
+    }
+  }
+  const char* status = !listed.empty() ? "LISTED" : !errors.empty() ? "error" : "clean";
+  std::string detail;
+  if (!listed.empty()) detail += fmt::format("{}", fmt::join(listed, ", "));
+  if (!allowed.empty()) detail += fmt::format("{}allow-listed: {}", detail.empty() ? "" : "; ", fmt::join(allowed, ", "));
+  if (!errors.empty()) detail += fmt::format("{}could not tell: {}", detail.empty() ? "" : "; ", fmt::join(errors, ", "));
+  return fmt::format("{:<40} {:<16} {:<8} {}\n", report.ip.ToString(), report.range.empty() ? "-" : report.range,
+                     status, detail);
+}
+
+}  // namespace repwatch
