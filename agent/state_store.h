@@ -10,6 +10,19 @@
 //  - zone_health:    latest health per zone
 //  - cycles:         started, finished, duration, addresses, success
 // A (ip, zone) with no dnsbl_state row for an address checked at last_checked was clean.
+//
+// How one DNSBL result changes the (ip, zone) row ("an error never raises nor clears"):
+//   result   no row                 listed row                        error row
+//   clean    -                      delete; append to dnsbl_history   delete
+//   listed   insert, first_seen=now update codes, last_seen; keep     replace, first_seen=now
+//                                   first_seen; forget last error
+//   error    insert error row       keep it LISTED (codes, first/last replace error text,
+//                                   seen unchanged); remember error   last_seen=now
+// Zones absent from a report are left untouched; a report without a dnsbl section
+// (check disabled) only refreshes the ips row.
+//
+// Threads: one writer (the cycle) and any number of readers (HTTP, webhooks). Reads
+// use their own connection, so they see the last committed cycle, never a half one.
 #pragma once
 
 #include <chrono>
@@ -31,27 +44,39 @@ struct StoredListing {
   std::vector<std::string> codes;
   std::vector<std::string> meanings;
   std::string txt;
+  std::string delist_url;
+  bool allowlist = false;    // listed on an allow list: good news, not a problem
   long long first_seen = 0;  // unix seconds
   long long last_seen = 0;
+  std::string last_error;    // the latest lookup error while listed ("" if the last lookup answered)
 };
 
 class StateStore {
  public:
-  // Creates state_dir if missing and opens/migrates the database. Errors name the path.
+  // Creates state_dir if missing (mode 0750) and opens/migrates the database
+  // (schema_version table; each migration in its own transaction). Refuses a
+  // database written by a newer repwatch. Errors name the path and the step.
   static Result<std::unique_ptr<StateStore>> Open(const std::string& state_dir);
   ~StateStore();
 
   // A cycle's writes go in one transaction: BeginCycle ... Record* ... EndCycle.
-  // A crash before EndCycle leaves the previous state intact.
+  // A crash before EndCycle leaves the previous state intact. Record* outside a
+  // cycle is an error. Statements are prepared once; RecordIp of a clean address
+  // costs two statement steps (upsert ips, read its sparse rows).
   Status BeginCycle(long long now);
   Status RecordIp(const IpReport& report, long long now);
   Status RecordZoneHealth(const ZoneHealthReport& health, long long now);
+  // Appends to `cycles` and commits.
   Status EndCycle(long long now, double duration_seconds, size_t addresses, bool success);
+  // Drops the open cycle's writes (shutdown mid-cycle). No-op outside a cycle.
+  Status AbortCycle();
 
-  // Reads.
+  // Reads (committed state only). Listings on allow lists included, flagged.
   Result<std::vector<StoredListing>> CurrentListings() const;
-  // The stored state of one address in IpReport shape (clean zones included, for
-  // the zones given), or nullopt if the address was never checked.
+  // The stored state of one address in IpReport shape, or nullopt if the address
+  // was never checked. One DnsblZoneResult per zone given, in that order: clean
+  // when there is no row; rows of zones not given are left out. A listing whose
+  // latest lookup failed reads as listed, with `error` saying what failed.
   Result<std::optional<IpReport>> LoadIp(const IpAddress& ip, const std::vector<std::string>& zones_for_family) const;
   Result<std::vector<ZoneHealthReport>> ZoneHealths() const;
   // Unix seconds of the last successful cycle end, 0 if none.

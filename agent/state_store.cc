@@ -1,0 +1,533 @@
+#include "agent/state_store.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+namespace repwatch {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Each entry brings the schema from version i to i + 1. Append only.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE ips (
+  ip TEXT PRIMARY KEY, range TEXT NOT NULL, last_checked INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE dnsbl_state (
+  ip TEXT NOT NULL, zone TEXT NOT NULL, status TEXT NOT NULL, allowlist INTEGER NOT NULL,
+  codes TEXT NOT NULL, meanings TEXT NOT NULL, txt TEXT NOT NULL, delist_url TEXT NOT NULL,
+  error TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+  PRIMARY KEY (ip, zone)
+) WITHOUT ROWID;
+CREATE TABLE dnsbl_history (
+  id INTEGER PRIMARY KEY, ip TEXT NOT NULL, range TEXT NOT NULL, zone TEXT NOT NULL,
+  allowlist INTEGER NOT NULL, codes TEXT NOT NULL, first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL, cleared_at INTEGER NOT NULL
+);
+CREATE INDEX dnsbl_history_ip ON dnsbl_history (ip, zone);
+CREATE TABLE zone_health (
+  zone TEXT PRIMARY KEY, health TEXT NOT NULL, ipv4 TEXT, ipv6 TEXT,
+  detail TEXT NOT NULL, updated INTEGER NOT NULL
+);
+CREATE TABLE cycles (
+  id INTEGER PRIMARY KEY, started INTEGER NOT NULL, finished INTEGER NOT NULL,
+  duration_seconds REAL NOT NULL, addresses INTEGER NOT NULL, success INTEGER NOT NULL
+);
+)sql",
+};
+constexpr int kSchemaVersion = std::size(kMigrations);
+
+// The statements prepared once per connection, by name (the name appears in errors).
+const std::map<std::string, const char*> kWriteSql = {
+    {"upsert ip",
+     "INSERT INTO ips (ip, range, last_checked) VALUES (?1, ?2, ?3) ON CONFLICT (ip) "
+     "DO UPDATE SET range = excluded.range, last_checked = excluded.last_checked"},
+    {"read rows", "SELECT zone, status, first_seen, last_seen, codes FROM dnsbl_state WHERE ip = ?1"},
+    {"put row",
+     "INSERT OR REPLACE INTO dnsbl_state (ip, zone, status, allowlist, codes, meanings, txt, "
+     "delist_url, error, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+    {"note error", "UPDATE dnsbl_state SET error = ?3 WHERE ip = ?1 AND zone = ?2"},
+    {"delete row", "DELETE FROM dnsbl_state WHERE ip = ?1 AND zone = ?2"},
+    {"archive listing",
+     "INSERT INTO dnsbl_history (ip, range, zone, allowlist, codes, first_seen, last_seen, cleared_at) "
+     "SELECT ip, ?3, zone, allowlist, codes, first_seen, last_seen, ?4 FROM dnsbl_state "
+     "WHERE ip = ?1 AND zone = ?2"},
+    {"put zone health",
+     "INSERT OR REPLACE INTO zone_health (zone, health, ipv4, ipv6, detail, updated) "
+     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+    {"put cycle",
+     "INSERT INTO cycles (started, finished, duration_seconds, addresses, success) "
+     "VALUES (?1, ?2, ?3, ?4, ?5)"},
+    {"begin", "BEGIN IMMEDIATE"},
+    {"commit", "COMMIT"},
+    {"rollback", "ROLLBACK"},
+};
+
+const std::map<std::string, const char*> kReadSql = {
+    {"read listings",
+     "SELECT s.ip, i.range, s.zone, s.codes, s.meanings, s.txt, s.delist_url, s.allowlist, "
+     "s.first_seen, s.last_seen, s.error FROM dnsbl_state s JOIN ips i USING (ip) "
+     "WHERE s.status = 'listed' ORDER BY s.ip, s.zone"},
+    {"read ip", "SELECT range FROM ips WHERE ip = ?1"},
+    {"read ip rows",
+     "SELECT zone, status, allowlist, codes, meanings, txt, delist_url, error "
+     "FROM dnsbl_state WHERE ip = ?1"},
+    {"read zone health", "SELECT zone, health, ipv4, ipv6, detail FROM zone_health ORDER BY zone"},
+    {"read last success", "SELECT coalesce(max(finished), 0) FROM cycles WHERE success = 1"},
+    {"begin read", "BEGIN"},
+    {"end read", "COMMIT"},
+};
+
+std::string Json(const std::vector<std::string>& list) { return nlohmann::json(list).dump(); }
+
+std::vector<std::string> FromJson(const std::string& text) {
+  auto parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_array()) return {};
+  std::vector<std::string> out;
+  for (const auto& v : parsed)
+    if (v.is_string()) out.push_back(v.get<std::string>());
+  return out;
+}
+
+template <typename Enum, typename NameFn>
+std::optional<Enum> EnumFromName(std::string_view name, NameFn name_of, int count) {
+  for (int i = 0; i < count; ++i)
+    if (name_of(static_cast<Enum>(i)) == name) return static_cast<Enum>(i);
+  return std::nullopt;
+}
+
+DnsblStatus StatusFromName(std::string_view name) {
+  return EnumFromName<DnsblStatus>(name, DnsblStatusName, 3).value_or(DnsblStatus::kError);
+}
+
+ZoneHealth HealthFromName(std::string_view name) {
+  return EnumFromName<ZoneHealth>(name, ZoneHealthName, 4).value_or(ZoneHealth::kError);
+}
+
+// A prepared statement, reset after each use.
+class Stmt {
+ public:
+  Stmt(sqlite3_stmt* s, std::string name) : s_(s), name_(std::move(name)) {}
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& Bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, long long v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, double v) {
+    sqlite3_bind_double(s_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::optional<ZoneHealth>& h) {
+    if (h) return Bind(i, ZoneHealthName(*h));
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+  // SQLITE_ROW -> true, SQLITE_DONE -> false (and reset), anything else -> error.
+  Result<bool> Step() {
+    int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    Reset();
+    if (rc == SQLITE_DONE) return false;
+    return Status::Error(name_ + ": " + sqlite3_errmsg(sqlite3_db_handle(s_)));
+  }
+  Status Run() {
+    auto r = Step();
+    if (!r.ok()) return r.status();
+    if (r.value()) Reset();
+    return Status::Ok();
+  }
+  void Reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  std::string Text(int col) const {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
+    return p ? std::string(p, sqlite3_column_bytes(s_, col)) : std::string();
+  }
+  long long Int(int col) const { return sqlite3_column_int64(s_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+
+ private:
+  sqlite3_stmt* s_;
+  std::string name_;
+};
+
+// One SQLite connection and its cached statements.
+class Connection {
+ public:
+  ~Connection() {
+    stmts_.clear();
+    sqlite3_close(db_);
+  }
+
+  static Result<std::unique_ptr<Connection>> Open(const std::string& path) {
+    auto c = std::make_unique<Connection>();
+    c->path_ = path;
+    int rc = sqlite3_open_v2(path.c_str(), &c->db_,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) return Status::Error(c->Error("open", rc));
+    sqlite3_busy_timeout(c->db_, 5000);
+    return c;
+  }
+
+  Status Exec(const std::string& step, const char* sql) {
+    char* msg = nullptr;
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &msg);
+    if (rc == SQLITE_OK) return Status::Ok();
+    std::string text = msg ? msg : sqlite3_errstr(rc);
+    sqlite3_free(msg);
+    return Status::Error(path_ + ": " + step + ": " + text);
+  }
+
+  Status Prepare(const std::map<std::string, const char*>& sql) {
+    for (const auto& [name, text] : sql) {
+      sqlite3_stmt* s = nullptr;
+      int rc = sqlite3_prepare_v3(db_, text, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+      if (rc != SQLITE_OK) return Status::Error(Error("prepare '" + name + "'", rc));
+      stmts_.emplace(name, std::make_unique<Stmt>(s, path_ + ": " + name));
+    }
+    return Status::Ok();
+  }
+
+  Stmt& operator[](const std::string& name) { return *stmts_.at(name); }
+  const std::string& path() const { return path_; }
+
+  Result<int> UserVersion() {
+    Exec("create schema_version", "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v2(db_, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &s, nullptr);
+    if (rc != SQLITE_OK) return Status::Error(Error("read schema_version", rc));
+    Stmt stmt(s, path_ + ": read schema_version");
+    auto row = stmt.Step();
+    if (!row.ok()) return row.status();
+    return static_cast<int>(stmt.Int(0));
+  }
+
+ private:
+  std::string Error(const std::string& step, int rc) const {
+    const char* msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    return path_ + ": " + step + ": " + msg;
+  }
+
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  std::map<std::string, std::unique_ptr<Stmt>> stmts_;
+};
+
+Status Migrate(Connection& db) {
+  auto version = db.UserVersion();
+  if (!version.ok()) return version.status();
+  if (version.value() > kSchemaVersion)
+    return Status::Error(db.path() + ": schema version " + std::to_string(version.value()) +
+                         " is newer than this repwatch understands (" + std::to_string(kSchemaVersion) + ")");
+  for (int v = version.value(); v < kSchemaVersion; ++v) {
+    std::string step = "migration to schema version " + std::to_string(v + 1);
+    std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[v] +
+                      "INSERT INTO schema_version (version) VALUES (" + std::to_string(v + 1) + ");COMMIT;";
+    if (Status s = db.Exec(step, sql.c_str()); !s.ok()) {
+      db.Exec("rollback", "ROLLBACK");
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
+Status PrepareDir(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) {
+    fs::create_directories(dir, ec);
+    if (ec) return Status::Error("state_dir " + dir + ": cannot create: " + ec.message());
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec, ec);
+  }
+  if (!fs::is_directory(dir, ec)) return Status::Error("state_dir " + dir + ": not a directory");
+  if (access(dir.c_str(), W_OK | X_OK) != 0)
+    return Status::Error("state_dir " + dir + ": not writable: " + std::strerror(errno));
+  return Status::Ok();
+}
+
+struct Row {
+  DnsblStatus status;
+  long long first_seen;
+  long long last_seen;
+  std::string codes;
+};
+
+}  // namespace
+
+class StateStore::Impl {
+ public:
+  std::unique_ptr<Connection> writer, reader;
+  std::mutex write_mu;
+  mutable std::mutex read_mu;
+  bool in_cycle = false;
+  long long cycle_started = 0;
+
+  Status RecordIpLocked(const IpReport& report, long long now);
+  Status Apply(const std::string& ip, const std::string& range, const DnsblZoneResult& r,
+               const std::optional<Row>& old, long long now);
+  Status PutRow(const std::string& ip, const DnsblZoneResult& r, long long first_seen, long long now);
+  Status Clear(const std::string& ip, const std::string& range, const std::string& zone,
+               const Row& old, long long now);
+};
+
+Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& state_dir) {
+  if (Status s = PrepareDir(state_dir); !s.ok()) return s;
+  std::string path = (fs::path(state_dir) / "repwatch.db").string();
+  auto impl = std::make_unique<Impl>();
+  auto writer = Connection::Open(path);
+  if (!writer.ok()) return writer.status();
+  impl->writer = std::move(writer).value();
+  Connection& w = *impl->writer;
+  for (auto [step, sql] : {std::pair{"enable WAL", "PRAGMA journal_mode = WAL"},
+                           std::pair{"set synchronous", "PRAGMA synchronous = NORMAL"}})
+    if (Status s = w.Exec(step, sql); !s.ok()) return s;
+  if (Status s = Migrate(w); !s.ok()) return s;
+  if (Status s = w.Prepare(kWriteSql); !s.ok()) return s;
+  auto reader = Connection::Open(path);
+  if (!reader.ok()) return reader.status();
+  impl->reader = std::move(reader).value();
+  if (Status s = impl->reader->Prepare(kReadSql); !s.ok()) return s;
+  return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
+}
+
+StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+StateStore::~StateStore() { AbortCycle(); }
+
+Status StateStore::BeginCycle(long long now) {
+  std::lock_guard lock(impl_->write_mu);
+  if (impl_->in_cycle) return Status::Error(impl_->writer->path() + ": BeginCycle: a cycle is already open");
+  if (Status s = (*impl_->writer)["begin"].Run(); !s.ok()) return s;
+  impl_->in_cycle = true;
+  impl_->cycle_started = now;
+  return Status::Ok();
+}
+
+Status StateStore::AbortCycle() {
+  std::lock_guard lock(impl_->write_mu);
+  if (!impl_->in_cycle) return Status::Ok();
+  impl_->in_cycle = false;
+  return (*impl_->writer)["rollback"].Run();
+}
+
+Status StateStore::EndCycle(long long now, double duration_seconds, size_t addresses, bool success) {
+  std::lock_guard lock(impl_->write_mu);
+  Connection& db = *impl_->writer;
+  if (!impl_->in_cycle) return Status::Error(db.path() + ": EndCycle without BeginCycle");
+  Status s = db["put cycle"]
+                 .Bind(1, impl_->cycle_started)
+                 .Bind(2, now)
+                 .Bind(3, duration_seconds)
+                 .Bind(4, static_cast<long long>(addresses))
+                 .Bind(5, success ? 1LL : 0LL)
+                 .Run();
+  if (s.ok()) s = db["commit"].Run();
+  if (!s.ok()) db["rollback"].Run();
+  impl_->in_cycle = false;
+  return s;
+}
+
+Status StateStore::RecordZoneHealth(const ZoneHealthReport& health, long long now) {
+  std::lock_guard lock(impl_->write_mu);
+  Connection& db = *impl_->writer;
+  if (!impl_->in_cycle) return Status::Error(db.path() + ": RecordZoneHealth outside a cycle");
+  return db["put zone health"]
+      .Bind(1, health.zone)
+      .Bind(2, ZoneHealthName(health.health))
+      .Bind(3, health.ipv4)
+      .Bind(4, health.ipv6)
+      .Bind(5, health.detail)
+      .Bind(6, now)
+      .Run();
+}
+
+Status StateStore::RecordIp(const IpReport& report, long long now) {
+  std::lock_guard lock(impl_->write_mu);
+  if (!impl_->in_cycle) return Status::Error(impl_->writer->path() + ": RecordIp outside a cycle");
+  return impl_->RecordIpLocked(report, now);
+}
+
+Status StateStore::Impl::RecordIpLocked(const IpReport& report, long long now) {
+  Connection& db = *writer;
+  const std::string ip = report.ip.ToString();
+  Status s = db["upsert ip"].Bind(1, ip).Bind(2, report.range).Bind(3, now).Run();
+  if (!s.ok() || !report.dnsbl) return s;
+
+  std::map<std::string, Row, std::less<>> rows;
+  Stmt& read = db["read rows"];
+  read.Bind(1, ip);
+  for (;;) {
+    auto more = read.Step();
+    if (!more.ok()) return more.status();
+    if (!more.value()) break;
+    rows.emplace(read.Text(0), Row{StatusFromName(read.Text(1)), read.Int(2), read.Int(3), read.Text(4)});
+  }
+  for (const DnsblZoneResult& r : *report.dnsbl) {
+    auto it = rows.find(r.zone);
+    std::optional<Row> old;
+    if (it != rows.end()) old = it->second;
+    if (Status st = Apply(ip, report.range, r, old, now); !st.ok()) return st;
+  }
+  return Status::Ok();
+}
+
+Status StateStore::Impl::Apply(const std::string& ip, const std::string& range, const DnsblZoneResult& r,
+                               const std::optional<Row>& old, long long now) {
+  const bool was_listed = old && old->status == DnsblStatus::kListed;
+  switch (r.status) {
+    case DnsblStatus::kClean:
+      return old ? Clear(ip, range, r.zone, *old, now) : Status::Ok();
+    case DnsblStatus::kListed:
+      return PutRow(ip, r, was_listed ? old->first_seen : now, now);
+    case DnsblStatus::kError:
+      if (was_listed) return (*writer)["note error"].Bind(1, ip).Bind(2, r.zone).Bind(3, r.error).Run();
+      return PutRow(ip, r, old ? old->first_seen : now, now);
+  }
+  return Status::Ok();
+}
+
+Status StateStore::Impl::PutRow(const std::string& ip, const DnsblZoneResult& r, long long first_seen,
+                                long long now) {
+  return (*writer)["put row"]
+      .Bind(1, ip)
+      .Bind(2, r.zone)
+      .Bind(3, DnsblStatusName(r.status))
+      .Bind(4, r.allowlist ? 1LL : 0LL)
+      .Bind(5, Json(r.codes))
+      .Bind(6, Json(r.meanings))
+      .Bind(7, r.txt)
+      .Bind(8, r.delist_url)
+      .Bind(9, r.status == DnsblStatus::kError ? r.error : std::string())
+      .Bind(10, first_seen)
+      .Bind(11, now)
+      .Run();
+}
+
+Status StateStore::Impl::Clear(const std::string& ip, const std::string& range, const std::string& zone,
+                               const Row& old, long long now) {
+  if (old.status == DnsblStatus::kListed) {
+    Status s = (*writer)["archive listing"].Bind(1, ip).Bind(2, zone).Bind(3, range).Bind(4, now).Run();
+    if (!s.ok()) return s;
+  }
+  return (*writer)["delete row"].Bind(1, ip).Bind(2, zone).Run();
+}
+
+Result<std::vector<StoredListing>> StateStore::CurrentListings() const {
+  std::lock_guard lock(impl_->read_mu);
+  Stmt& q = (*impl_->reader)["read listings"];
+  std::vector<StoredListing> out;
+  for (;;) {
+    auto more = q.Step();
+    if (!more.ok()) return more.status();
+    if (!more.value()) break;
+    out.push_back(StoredListing{q.Text(0), q.Text(1), q.Text(2), FromJson(q.Text(3)), FromJson(q.Text(4)),
+                                q.Text(5), q.Text(6), q.Int(7) != 0, q.Int(8), q.Int(9), q.Text(10)});
+  }
+  return out;
+}
+
+namespace {
+
+DnsblZoneResult ZoneResultFromRow(const Stmt& q) {
+  DnsblZoneResult r;
+  r.zone = q.Text(0);
+  r.status = StatusFromName(q.Text(1));
+  r.allowlist = q.Int(2) != 0;
+  r.codes = FromJson(q.Text(3));
+  r.meanings = FromJson(q.Text(4));
+  r.txt = q.Text(5);
+  r.delist_url = q.Text(6);
+  r.error = q.Text(7);
+  return r;
+}
+
+}  // namespace
+
+Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
+                                                   const std::vector<std::string>& zones_for_family) const {
+  std::lock_guard lock(impl_->read_mu);
+  Connection& db = *impl_->reader;
+  const std::string text = ip.ToString();
+  // One read transaction, so the ips row and its dnsbl rows come from the same cycle.
+  if (Status s = db["begin read"].Run(); !s.ok()) return s;
+  auto done = [&db](auto result) {
+    db["end read"].Run();
+    return result;
+  };
+  Stmt& q = db["read ip"];
+  auto found = q.Bind(1, text).Step();
+  if (!found.ok()) return done(Result<std::optional<IpReport>>(found.status()));
+  if (!found.value()) return done(Result<std::optional<IpReport>>(std::optional<IpReport>()));
+  IpReport report{ip, q.Text(0), std::vector<DnsblZoneResult>{}};
+  q.Reset();
+
+  std::map<std::string, DnsblZoneResult, std::less<>> rows;
+  Stmt& z = db["read ip rows"];
+  z.Bind(1, text);
+  for (;;) {
+    auto more = z.Step();
+    if (!more.ok()) return done(Result<std::optional<IpReport>>(more.status()));
+    if (!more.value()) break;
+    DnsblZoneResult r = ZoneResultFromRow(z);
+    rows.emplace(r.zone, std::move(r));
+  }
+  for (const std::string& zone : zones_for_family) {
+    auto it = rows.find(zone);
+    if (it != rows.end()) {
+      report.dnsbl->push_back(it->second);
+    } else {
+      DnsblZoneResult clean;
+      clean.zone = zone;
+      clean.status = DnsblStatus::kClean;
+      report.dnsbl->push_back(std::move(clean));
+    }
+  }
+  return done(Result<std::optional<IpReport>>(std::optional<IpReport>(std::move(report))));
+}
+
+Result<std::vector<ZoneHealthReport>> StateStore::ZoneHealths() const {
+  std::lock_guard lock(impl_->read_mu);
+  Stmt& q = (*impl_->reader)["read zone health"];
+  std::vector<ZoneHealthReport> out;
+  for (;;) {
+    auto more = q.Step();
+    if (!more.ok()) return more.status();
+    if (!more.value()) break;
+    ZoneHealthReport h;
+    h.zone = q.Text(0);
+    h.health = HealthFromName(q.Text(1));
+    if (!q.IsNull(2)) h.ipv4 = HealthFromName(q.Text(2));
+    if (!q.IsNull(3)) h.ipv6 = HealthFromName(q.Text(3));
+    h.detail = q.Text(4);
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+Result<long long> StateStore::LastSuccessfulCycle() const {
+  std::lock_guard lock(impl_->read_mu);
+  Stmt& q = (*impl_->reader)["read last success"];
+  auto row = q.Step();
+  if (!row.ok()) return row.status();
+  long long v = row.value() ? q.Int(0) : 0;
+  q.Reset();
+  return v;
+}
+
+}  // namespace repwatch

@@ -1,0 +1,300 @@
+#include "agent/state_store.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+
+namespace repwatch {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under /tmp, removed at scope exit.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/repwatch_state_test.XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string sub(const std::string& name) const { return (path / name).string(); }
+};
+
+IpAddress Ip(const char* text) { return IpAddress::Parse(text).value(); }
+
+DnsblZoneResult Listed(const std::string& zone, std::vector<std::string> codes) {
+  DnsblZoneResult r;
+  r.zone = zone;
+  r.status = DnsblStatus::kListed;
+  r.codes = std::move(codes);
+  for (const auto& c : r.codes) r.meanings.push_back("meaning of " + c);
+  r.txt = "see https://example.test/" + zone;
+  r.delist_url = "https://example.test/delist";
+  return r;
+}
+
+DnsblZoneResult Clean(const std::string& zone) {
+  DnsblZoneResult r;
+  r.zone = zone;
+  r.status = DnsblStatus::kClean;
+  return r;
+}
+
+DnsblZoneResult Failed(const std::string& zone) {
+  DnsblZoneResult r;
+  r.zone = zone;
+  r.error = "timeout";
+  return r;
+}
+
+IpReport Report(const char* ip, std::vector<DnsblZoneResult> results) {
+  return IpReport{Ip(ip), "acme-out", std::move(results)};
+}
+
+std::unique_ptr<StateStore> OpenStore(const std::string& dir) {
+  auto store = StateStore::Open(dir);
+  INFO((store.ok() ? std::string() : store.error()));
+  REQUIRE(store.ok());
+  return std::move(store).value();
+}
+
+void RunCycle(StateStore& store, long long now, const std::vector<IpReport>& reports) {
+  REQUIRE(store.BeginCycle(now).ok());
+  for (const auto& r : reports) {
+    Status s = store.RecordIp(r, now);
+    INFO(s.message());
+    REQUIRE(s.ok());
+  }
+  REQUIRE(store.EndCycle(now + 5, 5.0, reports.size(), true).ok());
+}
+
+const DnsblZoneResult& ZoneOf(const IpReport& r, const std::string& zone) {
+  for (const auto& z : *r.dnsbl)
+    if (z.zone == zone) return z;
+  FAIL("zone " << zone << " missing");
+  throw 0;
+}
+
+// The first column of the first row of `sql`, read straight from the database file.
+long long CountRows(const std::string& dir, const std::string& sql) {
+  sqlite3* db = nullptr;
+  sqlite3_stmt* stmt = nullptr;
+  long long n = -1;
+  if (sqlite3_open_v2((dir + "/repwatch.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
+    n = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return n;
+}
+
+TEST_CASE("StateStore creates state_dir and the database, WAL mode", "[state]") {
+  TempDir tmp;
+  const std::string dir = tmp.sub("a/b");
+  auto store = OpenStore(dir);
+  CHECK(fs::is_directory(dir));
+  CHECK((fs::status(dir).permissions() & fs::perms::all) ==
+        (fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
+  CHECK(fs::exists(dir + "/repwatch.db"));
+  CHECK(fs::exists(dir + "/repwatch.db-wal"));  // WAL mode, while open
+  CHECK(CountRows(dir, "SELECT max(version) FROM schema_version") == 1);
+}
+
+TEST_CASE("StateStore refuses a state_dir it cannot use, naming it", "[state]") {
+  TempDir tmp;
+  std::ofstream(tmp.sub("file")) << "x";
+  auto store = StateStore::Open(tmp.sub("file/sub"));
+  REQUIRE_FALSE(store.ok());
+  CHECK_THAT(store.error(), Catch::Contains(tmp.sub("file/sub")));
+
+  const std::string dir = tmp.sub("corrupt");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/repwatch.db") << std::string(4096, 'x');
+  auto corrupt = StateStore::Open(dir);
+  REQUIRE_FALSE(corrupt.ok());
+  CHECK_THAT(corrupt.error(), Catch::Contains(dir + "/repwatch.db"));
+}
+
+TEST_CASE("StateStore keeps listings across close and reopen", "[state]") {
+  TempDir tmp;
+  {
+    auto store = OpenStore(tmp.sub("s"));
+    RunCycle(*store, 1000,
+             {Report("192.0.2.1", {Listed("zen.example", {"127.0.0.2", "127.0.0.4"}), Clean("bl.example")}),
+              Report("192.0.2.2", {Clean("zen.example"), Clean("bl.example")})});
+  }
+  auto store = OpenStore(tmp.sub("s"));
+  auto listings = store->CurrentListings();
+  REQUIRE(listings.ok());
+  REQUIRE(listings.value().size() == 1);
+  const StoredListing& l = listings.value()[0];
+  CHECK(l.ip == "192.0.2.1");
+  CHECK(l.range == "acme-out");
+  CHECK(l.zone == "zen.example");
+  CHECK(l.codes == std::vector<std::string>{"127.0.0.2", "127.0.0.4"});
+  CHECK(l.meanings == std::vector<std::string>{"meaning of 127.0.0.2", "meaning of 127.0.0.4"});
+  CHECK(l.first_seen == 1000);
+  CHECK(l.last_seen == 1000);
+  CHECK(store->LastSuccessfulCycle().value() == 1005);
+  CHECK(CountRows(tmp.sub("s"), "SELECT count(*) FROM dnsbl_state") == 1);
+  CHECK(CountRows(tmp.sub("s"), "SELECT count(*) FROM ips") == 2);
+}
+
+TEST_CASE("StateStore: a listing keeps first_seen; clean ends it into history", "[state]") {
+  TempDir tmp;
+  auto store = OpenStore(tmp.sub("s"));
+  RunCycle(*store, 1000, {Report("192.0.2.1", {Listed("zen.example", {"127.0.0.2"})})});
+  RunCycle(*store, 2000, {Report("192.0.2.1", {Listed("zen.example", {"127.0.0.3"})})});
+  auto l = store->CurrentListings().value();
+  REQUIRE(l.size() == 1);
+  CHECK(l[0].first_seen == 1000);
+  CHECK(l[0].last_seen == 2000);
+  CHECK(l[0].codes == std::vector<std::string>{"127.0.0.3"});
+
+  RunCycle(*store, 3000, {Report("192.0.2.1", {Clean("zen.example")})});
+  CHECK(store->CurrentListings().value().empty());
+  CHECK(CountRows(tmp.sub("s"), "SELECT count(*) FROM dnsbl_state") == 0);
+  CHECK(CountRows(tmp.sub("s"),
+                  "SELECT count(*) FROM dnsbl_history WHERE ip='192.0.2.1' AND first_seen=1000 "
+                  "AND last_seen=2000 AND cleared_at=3000 AND range='acme-out'") == 1);
+}
+
+TEST_CASE("StateStore: an error never raises nor clears", "[state]") {
+  TempDir tmp;
+  auto store = OpenStore(tmp.sub("s"));
+  RunCycle(*store, 1000, {Report("192.0.2.1", {Listed("zen.example", {"127.0.0.2"}), Clean("bl.example")})});
+  RunCycle(*store, 2000, {Report("192.0.2.1", {Failed("zen.example"), Failed("bl.example")})});
+
+  SECTION("a listing that errors stays listed, with its dates, and remembers the error") {
+    auto l = store->CurrentListings().value();
+    REQUIRE(l.size() == 1);
+    CHECK(l[0].zone == "zen.example");
+    CHECK(l[0].first_seen == 1000);
+    CHECK(l[0].last_seen == 1000);
+    CHECK(l[0].codes == std::vector<std::string>{"127.0.0.2"});
+    CHECK(l[0].last_error == "timeout");
+    auto ip = store->LoadIp(Ip("192.0.2.1"), {"zen.example", "bl.example"}).value();
+    REQUIRE(ip);
+    CHECK(ZoneOf(*ip, "zen.example").status == DnsblStatus::kListed);
+    CHECK(ZoneOf(*ip, "zen.example").error == "timeout");
+    CHECK(ZoneOf(*ip, "bl.example").status == DnsblStatus::kError);
+    CHECK(ZoneOf(*ip, "bl.example").error == "timeout");
+  }
+  SECTION("the next answer decides: listed again keeps first_seen and forgets the error") {
+    RunCycle(*store, 3000, {Report("192.0.2.1", {Listed("zen.example", {"127.0.0.2"}), Clean("bl.example")})});
+    auto l = store->CurrentListings().value();
+    REQUIRE(l.size() == 1);
+    CHECK(l[0].first_seen == 1000);
+    CHECK(l[0].last_seen == 3000);
+    CHECK(l[0].last_error.empty());
+    CHECK(CountRows(tmp.sub("s"), "SELECT count(*) FROM dnsbl_state") == 1);
+    CHECK(CountRows(tmp.sub("s"), "SELECT count(*) FROM dnsbl_history") == 0);
+  }
+  SECTION("an error row that turns listed starts a new listing") {
+    RunCycle(*store, 3000, {Report("192.0.2.1", {Listed("bl.example", {"127.0.0.9"})})});
+    auto ip = store->LoadIp(Ip("192.0.2.1"), {"bl.example"}).value();
+    CHECK(ZoneOf(*ip, "bl.example").status == DnsblStatus::kListed);
+    CHECK(ZoneOf(*ip, "bl.example").error.empty());
+    CHECK(CountRows(tmp.sub("s"), "SELECT first_seen FROM dnsbl_state WHERE zone='bl.example'") == 3000);
+  }
+}
+
+TEST_CASE("StateStore::LoadIp answers in check --json shape", "[state]") {
+  TempDir tmp;
+  auto store = OpenStore(tmp.sub("s"));
+  DnsblZoneResult allow = Listed("wl.example", {"127.0.2.15"});
+  allow.allowlist = true;
+  RunCycle(*store, 1000,
+           {Report("2001:db8::1", {Listed("zen.example", {"127.0.0.2"}), allow, Clean("bl.example")})});
+
+  CHECK_FALSE(store->LoadIp(Ip("2001:db8::2"), {"zen.example"}).value().has_value());
+  auto ip = store->LoadIp(Ip("2001:db8::1"), {"bl.example", "zen.example", "wl.example"}).value();
+  REQUIRE(ip);
+  CHECK(ip->range == "acme-out");
+  REQUIRE(ip->dnsbl->size() == 3);
+  CHECK((*ip->dnsbl)[0].zone == "bl.example");
+  CHECK((*ip->dnsbl)[0].status == DnsblStatus::kClean);
+  const DnsblZoneResult& zen = (*ip->dnsbl)[1];
+  CHECK(zen.status == DnsblStatus::kListed);
+  CHECK(zen.codes == std::vector<std::string>{"127.0.0.2"});
+  CHECK(zen.meanings == std::vector<std::string>{"meaning of 127.0.0.2"});
+  CHECK(zen.txt == "see https://example.test/zen.example");
+  CHECK(zen.delist_url == "https://example.test/delist");
+  CHECK((*ip->dnsbl)[2].allowlist);
+  auto listings = store->CurrentListings().value();
+  REQUIRE(listings.size() == 2);
+  CHECK(listings[0].allowlist == (listings[0].zone == "wl.example"));
+}
+
+TEST_CASE("StateStore: an aborted cycle leaves the previous state", "[state]") {
+  TempDir tmp;
+  auto store = OpenStore(tmp.sub("s"));
+  RunCycle(*store, 1000, {Report("192.0.2.1", {Listed("zen.example", {"127.0.0.2"})})});
+  REQUIRE(store->BeginCycle(2000).ok());
+  REQUIRE(store->RecordIp(Report("192.0.2.1", {Clean("zen.example")}), 2000).ok());
+  CHECK_FALSE(store->BeginCycle(2000).ok());
+  REQUIRE(store->AbortCycle().ok());
+  CHECK(store->CurrentListings().value().size() == 1);
+  CHECK_FALSE(store->RecordIp(Report("192.0.2.1", {}), 2000).ok());
+  CHECK(store->LastSuccessfulCycle().value() == 1005);
+}
+
+TEST_CASE("StateStore keeps zone health", "[state]") {
+  TempDir tmp;
+  {
+    auto store = OpenStore(tmp.sub("s"));
+    REQUIRE(store->BeginCycle(1000).ok());
+    ZoneHealthReport dead{"dead.example", ZoneHealth::kListsEverything, ZoneHealth::kListsEverything,
+                          std::nullopt, "127.0.0.1 listed as 127.0.0.2"};
+    REQUIRE(store->RecordZoneHealth(dead, 1000).ok());
+    ZoneHealthReport ok;
+    ok.zone = "zen.example";
+    REQUIRE(store->RecordZoneHealth(ok, 1000).ok());
+    REQUIRE(store->EndCycle(1001, 1, 0, false).ok());
+  }
+  auto store = OpenStore(tmp.sub("s"));
+  auto zones = store->ZoneHealths().value();
+  REQUIRE(zones.size() == 2);
+  CHECK(zones[0].zone == "dead.example");
+  CHECK(zones[0].health == ZoneHealth::kListsEverything);
+  CHECK(zones[0].ipv4 == ZoneHealth::kListsEverything);
+  CHECK_FALSE(zones[0].ipv6.has_value());
+  CHECK(zones[0].detail == "127.0.0.1 listed as 127.0.0.2");
+  CHECK(zones[1].health == ZoneHealth::kOk);
+  CHECK(store->LastSuccessfulCycle().value() == 0);
+}
+
+TEST_CASE("StateStore records clean addresses fast", "[state][.bench]") {
+  TempDir tmp;
+  auto store = OpenStore(tmp.sub("s"));
+  std::vector<DnsblZoneResult> zones;
+  for (int i = 0; i < 30; ++i) zones.push_back(Clean("zone" + std::to_string(i) + ".example"));
+  const uint32_t base = IpAddress::Parse("10.0.0.0").value().v4();
+  constexpr int kAddresses = 65536;
+  for (long long cycle = 0; cycle < 2; ++cycle) {
+    auto start = std::chrono::steady_clock::now();
+    REQUIRE(store->BeginCycle(1000 + cycle).ok());
+    IpReport report{IpAddress(), "bench", zones};
+    int failures = 0;
+    for (uint32_t i = 0; i < kAddresses; ++i) {
+      report.ip = IpAddress::V4(base + i);
+      failures += store->RecordIp(report, 1000 + cycle).ok() ? 0 : 1;
+    }
+    REQUIRE(failures == 0);
+    REQUIRE(store->EndCycle(1000 + cycle, 1, kAddresses, true).ok());
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    WARN("cycle " << cycle << ": " << kAddresses << " clean addresses x 30 zones in " << s << " s = "
+                  << static_cast<long long>(kAddresses / s) << " RecordIp/s");
+  }
+}
+
+}  // namespace
+}  // namespace repwatch
