@@ -5,6 +5,25 @@
 //    recommends for state refreshed on a schedule;
 //  - live counters (DnsStats) kept by the DNS client.
 // Per-IP series exist only while an IP is listed; everything else is per zone/range.
+//
+// Every family carries HELP and TYPE; values are in base units; counters end in _total.
+// From the snapshot (absent until the first cycle has been published):
+//   repwatch_dnsbl_listed{ip,zone,code,range}         gauge 1 per block-list listing and code
+//   repwatch_dnsbl_listed_ips{zone,range}             gauge, addresses listed on a block list
+//   repwatch_dnsbl_error_ips{zone,range}              gauge, addresses whose lookup ended in error
+//   repwatch_dnsbl_allowlisted_ips{zone,range}        gauge, addresses listed on an allow list
+//   repwatch_dnsbl_zone_up{zone}                      gauge 1 when the zone's health is ok, else 0
+//   repwatch_dnsbl_zone_health{zone,family,health}    gauge 1, the health per address family probed
+//   repwatch_targets{range}                           gauge, addresses checked in the last cycle
+//   repwatch_cycle_duration_seconds                   gauge, the last cycle
+//   repwatch_last_cycle_success_timestamp_seconds     gauge, omitted until a cycle succeeded
+// Always present:
+//   repwatch_build_info{version,revision}             gauge 1
+//   repwatch_dns_queries_total                        counter, questions asked
+//   repwatch_dns_attempts_total                       counter, packets sent, retries included
+//   repwatch_dns_tcp_fallbacks_total                  counter, truncated answers retried over TCP
+//   repwatch_dns_query_failures_total{reason}         counter, every reason from 0
+//   repwatch_dns_dropped_packets_total{reason}        counter, every reason from 0
 #pragma once
 
 #include <map>
@@ -42,12 +61,17 @@ struct MetricsSnapshot {
 };
 
 // Accumulates one cycle's reports into a snapshot. Seeds every configured
-// (zone, range) pair with zeros so counts exist before anything is listed.
+// (zone, range) pair with zeros so counts exist before anything is listed: pairs
+// where the zone serves a family the range has addresses of; listed_ips for block
+// lists, allowlisted_ips for allow lists, error_ips for both. Domain zones are skipped.
+// One builder per cycle: Finish hands the snapshot over and the builder is spent.
 class SnapshotBuilder {
  public:
   explicit SnapshotBuilder(const Config& config);
+  // Counts the address under targets[range], and each of its DNSBL results.
   void Add(const IpReport& report);
   void SetCycle(const CycleReport& cycle);
+  // success_unix: end of the last successful cycle (0: none yet, the metric is omitted).
   std::shared_ptr<const MetricsSnapshot> Finish(double cycle_duration_seconds, long long success_unix);
 
  private:
@@ -56,7 +80,9 @@ class SnapshotBuilder {
 
 class MetricsExporter final : public prometheus::Collectable {
  public:
+  // dns_stats must outlive the exporter.
   explicit MetricsExporter(const DnsStats& dns_stats);
+  // Thread-safe: the cycle thread publishes while the HTTP thread collects.
   void Publish(std::shared_ptr<const MetricsSnapshot> snapshot);
   std::vector<prometheus::MetricFamily> Collect() const override;
 

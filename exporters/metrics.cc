@@ -1,0 +1,202 @@
+#include "exporters/metrics.h"
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+#include "build_info.h"
+
+namespace repwatch {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using Labels = std::vector<ClientMetric::Label>;
+
+bool ZoneServesRange(ZoneFamily zone, const RangeConfig& range) {
+  if (zone == ZoneFamily::kDomain) return false;
+  return std::any_of(range.cidrs.begin(), range.cidrs.end(), [zone](const Cidr& c) {
+    return zone == ZoneFamily::kBoth || (zone == ZoneFamily::kIpv4) == c.network().is_v4();
+  });
+}
+
+MetricFamily NewFamily(std::string name, std::string help, MetricType type) {
+  return MetricFamily{std::move(name), std::move(help), type, {}};
+}
+
+void AddSample(MetricFamily& family, Labels labels, double value) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (family.type == MetricType::Counter)
+    m.counter.value = value;
+  else
+    m.gauge.value = value;
+  family.metric.push_back(std::move(m));
+}
+
+void AddPerZoneRange(std::vector<MetricFamily>& out, const char* name, const char* help,
+                     const std::map<MetricsSnapshot::ZoneRange, size_t>& counts) {
+  MetricFamily f = NewFamily(name, help, MetricType::Gauge);
+  for (const auto& [key, n] : counts)
+    AddSample(f, {{"zone", key.first}, {"range", key.second}}, static_cast<double>(n));
+  out.push_back(std::move(f));
+}
+
+void AddListings(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
+  MetricFamily f = NewFamily("repwatch_dnsbl_listed",
+                          "1 for each current block-list listing of an address, per return code.",
+                          MetricType::Gauge);
+  for (const auto& l : s.listings)
+    AddSample(f, {{"ip", l.ip}, {"zone", l.zone}, {"code", l.code}, {"range", l.range}}, 1);
+  out.push_back(std::move(f));
+}
+
+void AddZones(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
+  MetricFamily up = NewFamily("repwatch_dnsbl_zone_up",
+                           "1 when the DNSBL zone answers its test points correctly, 0 otherwise.",
+                           MetricType::Gauge);
+  MetricFamily health = NewFamily("repwatch_dnsbl_zone_health",
+                               "1 for the current health of a DNSBL zone, per address family probed.",
+                               MetricType::Gauge);
+  for (const ZoneHealthReport& z : s.zones) {
+    AddSample(up, {{"zone", z.zone}}, z.health == ZoneHealth::kOk ? 1 : 0);
+    for (auto [family, h] : {std::pair{"ipv4", z.ipv4}, std::pair{"ipv6", z.ipv6}})
+      if (h) AddSample(health, {{"zone", z.zone}, {"family", family}, {"health", std::string(ZoneHealthName(*h))}}, 1);
+  }
+  out.push_back(std::move(up));
+  out.push_back(std::move(health));
+}
+
+void AddCycle(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
+  MetricFamily targets = NewFamily("repwatch_targets", "Addresses checked in the last cycle, per range.",
+                                MetricType::Gauge);
+  for (const auto& [range, n] : s.targets) AddSample(targets, {{"range", range}}, static_cast<double>(n));
+  out.push_back(std::move(targets));
+  MetricFamily duration = NewFamily("repwatch_cycle_duration_seconds", "Duration of the last cycle.",
+                                 MetricType::Gauge);
+  AddSample(duration, {}, s.cycle_duration_seconds);
+  out.push_back(std::move(duration));
+  if (s.last_success_unix <= 0) return;
+  MetricFamily success = NewFamily("repwatch_last_cycle_success_timestamp_seconds",
+                                "Unix time the last successful cycle ended.", MetricType::Gauge);
+  AddSample(success, {}, static_cast<double>(s.last_success_unix));
+  out.push_back(std::move(success));
+}
+
+void AddSnapshot(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
+  AddListings(out, s);
+  AddPerZoneRange(out, "repwatch_dnsbl_listed_ips", "Addresses listed on a block list, per zone and range.",
+                  s.listed_ips);
+  AddPerZoneRange(out, "repwatch_dnsbl_error_ips",
+                  "Addresses whose lookup ended in error (could not tell), per zone and range.", s.error_ips);
+  AddPerZoneRange(out, "repwatch_dnsbl_allowlisted_ips", "Addresses listed on an allow list, per zone and range.",
+                  s.allowlisted_ips);
+  AddZones(out, s);
+  AddCycle(out, s);
+}
+
+double Load(const std::atomic<uint64_t>& v) { return static_cast<double>(v.load(std::memory_order_relaxed)); }
+
+template <typename Reason, typename NameFn>
+MetricFamily PerReason(const char* name, const char* help, const auto& counters, NameFn name_of) {
+  MetricFamily f = NewFamily(name, help, MetricType::Counter);
+  for (size_t i = 0; i < counters.size(); ++i)
+    AddSample(f, {{"reason", std::string(name_of(static_cast<Reason>(i)))}}, Load(counters[i]));
+  return f;
+}
+
+void AddDns(std::vector<MetricFamily>& out, const DnsStats& d) {
+  for (auto [name, help, value] :
+       {std::tuple{"repwatch_dns_queries_total", "DNS questions asked, each counted once.", &d.queries},
+        std::tuple{"repwatch_dns_attempts_total", "DNS packets sent, retries included.", &d.attempts},
+        std::tuple{"repwatch_dns_tcp_fallbacks_total", "Truncated UDP answers retried over TCP.",
+                   &d.tcp_fallbacks}}) {
+    MetricFamily f = NewFamily(name, help, MetricType::Counter);
+    AddSample(f, {}, Load(*value));
+    out.push_back(std::move(f));
+  }
+  out.push_back(PerReason<DnsFailure>("repwatch_dns_query_failures_total",
+                                      "DNS questions that ended without a usable answer, by reason.",
+                                      d.failures, DnsFailureName));
+  out.push_back(PerReason<DnsDrop>("repwatch_dns_dropped_packets_total",
+                                   "Received DNS packets dropped unread, by reason.", d.dropped, DnsDropName));
+}
+
+}  // namespace
+
+bool MetricsSnapshot::Listing::operator<(const Listing& o) const {
+  return std::tie(ip, zone, code, range) < std::tie(o.ip, o.zone, o.code, o.range);
+}
+
+SnapshotBuilder::SnapshotBuilder(const Config& config) : snap_(std::make_shared<MetricsSnapshot>()) {
+  for (const RangeConfig& range : config.ranges) {
+    snap_->targets[range.name] = 0;
+    for (const DnsblZone& zone : config.dnsbl) {
+      if (!ZoneServesRange(zone.family, range)) continue;
+      MetricsSnapshot::ZoneRange key{zone.zone, range.name};
+      (zone.entry.kind == ZoneKind::kAllow ? snap_->allowlisted_ips : snap_->listed_ips)[key] = 0;
+      snap_->error_ips[key] = 0;
+    }
+  }
+}
+
+void SnapshotBuilder::Add(const IpReport& report) {
+  if (!snap_) return;
+  ++snap_->targets[report.range];
+  if (!report.dnsbl) return;
+  const std::string ip = report.ip.ToString();
+  for (const DnsblZoneResult& r : *report.dnsbl) {
+    MetricsSnapshot::ZoneRange key{r.zone, report.range};
+    if (r.status == DnsblStatus::kError) {
+      ++snap_->error_ips[key];
+    } else if (r.status == DnsblStatus::kListed && r.allowlist) {
+      ++snap_->allowlisted_ips[key];
+    } else if (r.status == DnsblStatus::kListed) {
+      ++snap_->listed_ips[key];
+      std::set<std::string> codes(r.codes.begin(), r.codes.end());
+      if (codes.empty()) codes.insert("");
+      for (const std::string& code : codes) snap_->listings.push_back({ip, r.zone, code, report.range});
+    }
+  }
+}
+
+void SnapshotBuilder::SetCycle(const CycleReport& cycle) {
+  if (snap_) snap_->zones = cycle.zones;
+}
+
+std::shared_ptr<const MetricsSnapshot> SnapshotBuilder::Finish(double cycle_duration_seconds,
+                                                               long long success_unix) {
+  if (!snap_) return nullptr;
+  std::sort(snap_->listings.begin(), snap_->listings.end());
+  snap_->have_cycle = true;
+  snap_->cycle_duration_seconds = cycle_duration_seconds;
+  snap_->last_success_unix = success_unix;
+  return std::move(snap_);
+}
+
+MetricsExporter::MetricsExporter(const DnsStats& dns_stats) : dns_stats_(dns_stats) {}
+
+void MetricsExporter::Publish(std::shared_ptr<const MetricsSnapshot> snapshot) {
+  std::lock_guard lock(mu_);
+  snapshot_ = std::move(snapshot);
+}
+
+std::vector<MetricFamily> MetricsExporter::Collect() const {
+  std::shared_ptr<const MetricsSnapshot> snap;
+  {
+    std::lock_guard lock(mu_);
+    snap = snapshot_;
+  }
+  std::vector<MetricFamily> out;
+  MetricFamily info = NewFamily("repwatch_build_info", "Version and git revision of this repwatch, always 1.",
+                             MetricType::Gauge);
+  AddSample(info, {{"version", build::kVersion}, {"revision", build::kRevision}}, 1);
+  out.push_back(std::move(info));
+  AddDns(out, dns_stats_);
+  if (snap && snap->have_cycle) AddSnapshot(out, *snap);
+  std::erase_if(out, [](const MetricFamily& f) { return f.metric.empty(); });
+  return out;
+}
+
+}  // namespace repwatch

@@ -1,0 +1,203 @@
+#include "exporters/metrics.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <sstream>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <prometheus/text_serializer.h>
+
+namespace repwatch {
+namespace {
+
+Config TestConfig() {
+  Config c;
+  RangeConfig acme;
+  acme.name = "acme";
+  acme.cidrs = {Cidr::Parse("192.0.2.0/30").value()};
+  RangeConfig v6;
+  v6.name = "v6pool";
+  v6.cidrs = {Cidr::Parse("2001:db8::/126").value()};
+  c.ranges = {acme, v6};
+  DnsblZone zen;
+  zen.zone = "zen.example";
+  zen.family = ZoneFamily::kIpv4;
+  DnsblZone wl;
+  wl.zone = "wl.example";
+  wl.family = ZoneFamily::kBoth;
+  wl.entry.kind = ZoneKind::kAllow;
+  c.dnsbl = {zen, wl};
+  return c;
+}
+
+DnsblZoneResult ZoneResult(const std::string& zone, DnsblStatus status, std::vector<std::string> codes = {}) {
+  DnsblZoneResult r;
+  r.zone = zone;
+  r.status = status;
+  r.codes = std::move(codes);
+  r.allowlist = zone == "wl.example";
+  if (status == DnsblStatus::kError) r.error = "timeout";
+  return r;
+}
+
+IpReport Report(const char* ip, std::string range, std::vector<DnsblZoneResult> results) {
+  return IpReport{IpAddress::Parse(ip).value(), std::move(range), std::move(results)};
+}
+
+std::shared_ptr<const MetricsSnapshot> SmallSnapshot() {
+  SnapshotBuilder b(TestConfig());
+  b.Add(Report("192.0.2.1", "acme",
+               {ZoneResult("zen.example", DnsblStatus::kListed, {"127.0.0.2", "127.0.0.4"}),
+                ZoneResult("wl.example", DnsblStatus::kClean)}));
+  b.Add(Report("192.0.2.2", "acme",
+               {ZoneResult("zen.example", DnsblStatus::kClean), ZoneResult("wl.example", DnsblStatus::kListed, {"127.0.2.15"})}));
+  b.Add(Report("192.0.2.3", "acme",
+               {ZoneResult("zen.example", DnsblStatus::kError), ZoneResult("wl.example", DnsblStatus::kClean)}));
+  b.Add(Report("2001:db8::1", "v6pool", {ZoneResult("wl.example", DnsblStatus::kClean)}));
+  ZoneHealthReport zen;
+  zen.zone = "zen.example";
+  zen.ipv4 = ZoneHealth::kOk;
+  ZoneHealthReport wl;
+  wl.zone = "wl.example";
+  wl.health = ZoneHealth::kNotAnswering;
+  wl.ipv4 = ZoneHealth::kOk;
+  wl.ipv6 = ZoneHealth::kNotAnswering;
+  b.SetCycle(CycleReport{{zen, wl}});
+  return b.Finish(12.5, 1700000000);
+}
+
+std::string Serialize(const prometheus::Collectable& c) {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, c.Collect());
+  return out.str();
+}
+
+// The sample lines of one family, as serialised.
+std::vector<std::string> Series(const std::string& text, const std::string& name) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name + "{", 0) == 0 || line.rfind(name + " ", 0) == 0) out.push_back(line);
+  return out;
+}
+
+using Lines = std::vector<std::string>;
+
+TEST_CASE("MetricsExporter: exact series for a small snapshot", "[metrics]") {
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  exporter.Publish(SmallSnapshot());
+  const std::string text = Serialize(exporter);
+  INFO(text);
+
+  CHECK(Series(text, "repwatch_dnsbl_listed") ==
+        Lines{R"(repwatch_dnsbl_listed{ip="192.0.2.1",zone="zen.example",code="127.0.0.2",range="acme"} 1)",
+              R"(repwatch_dnsbl_listed{ip="192.0.2.1",zone="zen.example",code="127.0.0.4",range="acme"} 1)"});
+  CHECK(Series(text, "repwatch_dnsbl_listed_ips") ==
+        Lines{R"(repwatch_dnsbl_listed_ips{zone="zen.example",range="acme"} 1)"});
+  CHECK(Series(text, "repwatch_dnsbl_error_ips") ==
+        Lines{R"(repwatch_dnsbl_error_ips{zone="wl.example",range="acme"} 0)",
+              R"(repwatch_dnsbl_error_ips{zone="wl.example",range="v6pool"} 0)",
+              R"(repwatch_dnsbl_error_ips{zone="zen.example",range="acme"} 1)"});
+  CHECK(Series(text, "repwatch_dnsbl_allowlisted_ips") ==
+        Lines{R"(repwatch_dnsbl_allowlisted_ips{zone="wl.example",range="acme"} 1)",
+              R"(repwatch_dnsbl_allowlisted_ips{zone="wl.example",range="v6pool"} 0)"});
+  CHECK(Series(text, "repwatch_dnsbl_zone_up") ==
+        Lines{R"(repwatch_dnsbl_zone_up{zone="zen.example"} 1)", R"(repwatch_dnsbl_zone_up{zone="wl.example"} 0)"});
+  CHECK(Series(text, "repwatch_dnsbl_zone_health") ==
+        Lines{R"(repwatch_dnsbl_zone_health{zone="zen.example",family="ipv4",health="ok"} 1)",
+              R"(repwatch_dnsbl_zone_health{zone="wl.example",family="ipv4",health="ok"} 1)",
+              R"(repwatch_dnsbl_zone_health{zone="wl.example",family="ipv6",health="not_answering"} 1)"});
+  CHECK(Series(text, "repwatch_targets") ==
+        Lines{R"(repwatch_targets{range="acme"} 3)", R"(repwatch_targets{range="v6pool"} 1)"});
+  CHECK(Series(text, "repwatch_cycle_duration_seconds") == Lines{"repwatch_cycle_duration_seconds 12.5"});
+  CHECK(Series(text, "repwatch_last_cycle_success_timestamp_seconds") ==
+        Lines{"repwatch_last_cycle_success_timestamp_seconds 1700000000"});
+}
+
+TEST_CASE("MetricsExporter: before any cycle, only build info and DNS counters", "[metrics]") {
+  DnsStats dns;
+  dns.queries = 7;
+  dns.Fail(DnsFailure::kTimeout);
+  dns.Drop(DnsDrop::kUnknownId);
+  MetricsExporter exporter(dns);
+  const std::string text = Serialize(exporter);
+  INFO(text);
+  CHECK(text.find("repwatch_dnsbl_") == std::string::npos);
+  CHECK(text.find("repwatch_cycle_duration_seconds") == std::string::npos);
+  CHECK(text.find("repwatch_last_cycle_success_timestamp_seconds") == std::string::npos);
+  REQUIRE(Series(text, "repwatch_build_info").size() == 1);
+  CHECK_THAT(Series(text, "repwatch_build_info")[0], Catch::StartsWith("repwatch_build_info{version=\""));
+  CHECK(Series(text, "repwatch_dns_queries_total") == Lines{"repwatch_dns_queries_total 7"});
+  CHECK(Series(text, "repwatch_dns_attempts_total") == Lines{"repwatch_dns_attempts_total 0"});
+  CHECK(Series(text, "repwatch_dns_query_failures_total") ==
+        Lines{R"(repwatch_dns_query_failures_total{reason="timeout"} 1)",
+              R"(repwatch_dns_query_failures_total{reason="servfail"} 0)",
+              R"(repwatch_dns_query_failures_total{reason="refused"} 0)",
+              R"(repwatch_dns_query_failures_total{reason="rcode"} 0)",
+              R"(repwatch_dns_query_failures_total{reason="network"} 0)"});
+  CHECK(Series(text, "repwatch_dns_dropped_packets_total").size() == static_cast<size_t>(DnsDrop::kCount));
+  CHECK_THAT(text, Catch::Contains(R"(repwatch_dns_dropped_packets_total{reason="unknown_id"} 1)"));
+}
+
+TEST_CASE("MetricsExporter: a failed first cycle omits the last success time", "[metrics]") {
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  exporter.Publish(SnapshotBuilder(TestConfig()).Finish(3, 0));
+  const std::string text = Serialize(exporter);
+  CHECK(Series(text, "repwatch_last_cycle_success_timestamp_seconds").empty());
+  CHECK(Series(text, "repwatch_dnsbl_listed").empty());
+  CHECK(Series(text, "repwatch_dnsbl_listed_ips") ==
+        Lines{R"(repwatch_dnsbl_listed_ips{zone="zen.example",range="acme"} 0)"});
+  CHECK(Series(text, "repwatch_targets") ==
+        Lines{R"(repwatch_targets{range="acme"} 0)", R"(repwatch_targets{range="v6pool"} 0)"});
+}
+
+TEST_CASE("MetricsExporter output passes promtool check metrics", "[metrics]") {
+  if (access("/usr/bin/promtool", X_OK) != 0) {
+    WARN("promtool not installed; skipping the exposition lint");
+    return;
+  }
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  for (bool published : {false, true}) {
+    if (published) exporter.Publish(SmallSnapshot());
+    const std::string text = Serialize(exporter);
+    char path[] = "/tmp/repwatch_metrics_test.XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+    close(fd);
+    std::string cmd = std::string("/usr/bin/promtool check metrics < ") + path + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p);
+    std::string report;
+    char buf[256];
+    while (fgets(buf, sizeof buf, p)) report += buf;
+    int status = pclose(p);
+    unlink(path);
+    INFO("published=" << published << "\n" << text << "\npromtool said:\n" << report);
+    CHECK(status == 0);
+    CHECK(report.empty());
+  }
+}
+
+TEST_CASE("MetricsExporter: scrapes while cycles publish", "[metrics]") {
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  std::atomic<bool> stop{false};
+  std::thread publisher([&] {
+    while (!stop) exporter.Publish(SmallSnapshot());
+  });
+  size_t scraped = 0;
+  for (int i = 0; i < 200; ++i) scraped += exporter.Collect().size();
+  stop = true;
+  publisher.join();
+  CHECK(scraped > 0);
+}
+
+}  // namespace
+}  // namespace repwatch
