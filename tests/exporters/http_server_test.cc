@@ -1,0 +1,165 @@
+#include "exporters/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include <catch2/catch.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+namespace repwatch {
+namespace {
+
+struct Reply {
+  int status = 0;
+  std::string head;  // status line and headers
+  std::string body;
+};
+
+// A minimal HTTP/1.1 client over a plain socket to 127.0.0.1 (Connection: close).
+Reply Fetch(int port, const std::string& method, const std::string& target, const std::string& body = "") {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  std::string request = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  if (!body.empty()) request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  request += "\r\n" + body;
+  REQUIRE(send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+  std::string raw;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, n);
+  close(fd);
+  Reply reply;
+  const size_t split = raw.find("\r\n\r\n");
+  REQUIRE(split != std::string::npos);
+  reply.head = raw.substr(0, split);
+  reply.body = raw.substr(split + 4);
+  REQUIRE(raw.rfind("HTTP/1.1 ", 0) == 0);
+  reply.status = std::stoi(raw.substr(9, 3));
+  return reply;
+}
+
+std::unique_ptr<HttpServer> StartOnFreePort() {
+  auto server = std::make_unique<HttpServer>("127.0.0.1:0");
+  Status s = server->Start();
+  INFO(s.message());
+  REQUIRE(s.ok());
+  REQUIRE(server->port() > 0);
+  return server;
+}
+
+TEST_CASE("HttpServer serves the standard routes", "[http]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  prometheus::BuildCounter().Name("repwatch_test_events_total").Help("Test events.").Register(*registry).Add({}).Increment(3);
+  std::atomic<bool> ready{false};
+  auto server = StartOnFreePort();
+  AddStandardRoutes(*server, {{registry}, [&ready] { return ready.load(); }});
+
+  Reply metrics = Fetch(server->port(), "GET", "/metrics");
+  CHECK(metrics.status == 200);
+  CHECK_THAT(metrics.head, Catch::Contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"));
+  CHECK_THAT(metrics.body, Catch::Contains("# TYPE repwatch_test_events_total counter"));
+  CHECK_THAT(metrics.body, Catch::Contains("repwatch_test_events_total 3"));
+
+  Reply landing = Fetch(server->port(), "GET", "/");
+  CHECK(landing.status == 200);
+  CHECK_THAT(landing.head, Catch::Contains("text/html"));
+  CHECK_THAT(landing.body, Catch::Contains("href=\"metrics\""));
+  CHECK_THAT(landing.body, Catch::Contains("href=\"-/ready\""));
+
+  Reply healthy = Fetch(server->port(), "GET", "/-/healthy");
+  CHECK(healthy.status == 200);
+  CHECK(healthy.body == "OK\n");
+
+  CHECK(Fetch(server->port(), "GET", "/-/ready").status == 503);
+  ready = true;
+  CHECK(Fetch(server->port(), "GET", "/-/ready").status == 200);
+
+  Reply head = Fetch(server->port(), "HEAD", "/-/healthy");
+  CHECK(head.status == 200);
+  CHECK(head.body.empty());
+  CHECK(Fetch(server->port(), "GET", "/nowhere").status == 404);
+  Reply post = Fetch(server->port(), "POST", "/metrics", "x");
+  CHECK(post.status == 405);
+  CHECK_THAT(post.head, Catch::Contains("Allow: GET"));
+}
+
+TEST_CASE("HttpServer routes by method and path prefix, with bodies", "[http]") {
+  auto server = StartOnFreePort();
+  server->AddRoute("GET", "/api/v1/ips/*", [](const HttpRequest& req) {
+    return HttpResponse::Text(200, "ip=" + req.tail + " q=" + req.query);
+  });
+  server->AddRoute("POST", "/api/v1/volume", [](const HttpRequest& req) {
+    HttpResponse res = HttpResponse::Text(202, std::to_string(req.body.size()) + " bytes, auth=" +
+                                                   std::string(req.Header("AUTHORIZATION")));
+    res.headers.emplace_back("X-Test", "yes");
+    return res;
+  });
+  server->AddRoute("GET", "/boom", [](const HttpRequest&) -> HttpResponse { throw std::runtime_error("kaput"); });
+
+  Reply ip = Fetch(server->port(), "GET", "/api/v1/ips/192.0.2.1?pretty=1");
+  CHECK(ip.status == 200);
+  CHECK(ip.body == "ip=192.0.2.1 q=pretty=1");
+  Reply v6 = Fetch(server->port(), "GET", "/api/v1/ips/2001%3adb8%3a%3a1");
+  CHECK(v6.body == "ip=2001:db8::1 q=");
+
+  Reply volume = Fetch(server->port(), "POST", "/api/v1/volume", std::string(5000, 'v'));
+  CHECK(volume.status == 202);
+  CHECK(volume.body == "5000 bytes, auth=");
+  CHECK_THAT(volume.head, Catch::Contains("X-Test: yes"));
+
+  Reply huge = Fetch(server->port(), "POST", "/api/v1/volume", std::string(HttpServer::kMaxBodyBytes + 1, 'v'));
+  CHECK(huge.status == 413);
+  Reply boom = Fetch(server->port(), "GET", "/boom");
+  CHECK(boom.status == 500);
+  CHECK_THAT(boom.body, Catch::Contains("kaput"));
+}
+
+TEST_CASE("HttpServer reports a bind failure as an error naming the address", "[http]") {
+  auto first = StartOnFreePort();
+  const std::string address = "127.0.0.1:" + std::to_string(first->port());
+  HttpServer second(address);
+  Status s = second.Start();
+  REQUIRE_FALSE(s.ok());
+  CHECK_THAT(s.message(), Catch::Contains(address));
+  CHECK_THAT(s.message(), Catch::Contains("in use"));
+  CHECK(Fetch(first->port(), "GET", "/nowhere").status == 404);  // the first one is unharmed
+}
+
+TEST_CASE("HttpServer rejects bad listen addresses clearly", "[http]") {
+  for (const char* bad : {"9754", "localhost:9754", "127.0.0.1:99999", "127.0.0.1:", "[::1", "[zz::1]:80"}) {
+    HttpServer server(bad);
+    Status s = server.Start();
+    INFO(bad);
+    REQUIRE_FALSE(s.ok());
+    CHECK_THAT(s.message(), Catch::Contains(bad));
+  }
+}
+
+TEST_CASE("HttpServer on IPv6 loopback serves, or says IPv6 is unsupported", "[http]") {
+  HttpServer server("[::1]:0");
+  Status s = server.Start();
+  if (!s.ok()) {
+    CHECK_THAT(s.message(), Catch::Contains("no IPv6 support"));
+    WARN(s.message());
+    return;
+  }
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_port = htons(static_cast<uint16_t>(server.port()));
+  addr.sin6_addr = in6addr_loopback;
+  CHECK(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  close(fd);
+}
+
+}  // namespace
+}  // namespace repwatch
