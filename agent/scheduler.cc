@@ -66,7 +66,8 @@ CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& o
     if (open.empty() && (next >= n || stopped())) break;
     auto wait = kMaxPollWait;
     if (options.spread.count() > 0 && next < n && open.size() < options.max_addresses_in_flight) {
-      const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(due(next) - clock_.Now());
+      // Rounded up: a zero wait before a start that is due in under 1 ms would spin.
+      const auto until = std::chrono::ceil<std::chrono::milliseconds>(due(next) - clock_.Now());
       wait = std::clamp(until, std::chrono::milliseconds(0), kMaxPollWait);
     }
     resolver_.Poll(wait);

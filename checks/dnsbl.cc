@@ -202,7 +202,9 @@ void DnsblCheck::BeginCycle(CycleReport* cycle, Done done) {
       }
     }
     health_ = fresh;
-    state->cycle->zones.insert(state->cycle->zones.end(), fresh.begin(), fresh.end());
+    // Zones not probed (no target of their family this run) have no health to report.
+    for (const auto& h : fresh)
+      if (h.ipv4 || h.ipv6) state->cycle->zones.push_back(h);
     state->done();
   };
   state->remaining = state->probes.size() * 2;

@@ -1,0 +1,135 @@
+#include "agent/scheduler.h"
+
+#include <catch2/catch.hpp>
+
+#include "fakes.h"
+
+using namespace repwatch;
+using namespace repwatch::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A check that asks one question per address and records when each started.
+class RecordingCheck final : public Check {
+ public:
+  RecordingCheck(Resolver& r, Clock& c) : resolver_(r), clock_(c) {}
+  std::string_view Name() const override { return "recording"; }
+  void BeginCycle(CycleReport*, Done done) override {
+    ++cycles;
+    done();
+  }
+  void CheckIp(const Target& t, IpReport* report, Done done) override {
+    started.push_back(clock_.Now());
+    max_open = std::max(max_open, ++open);
+    resolver_.Query(t.ip.ReverseDnsName(), rrtype::kPtr, [this, report, done](DnsResponse&&) {
+      --open;
+      report->dnsbl.emplace();
+      done();
+    });
+  }
+  size_t ExpectedQueries(const Target&) const override { return 1; }
+
+  std::vector<std::chrono::steady_clock::time_point> started;
+  int cycles = 0;
+  size_t open = 0, max_open = 0;
+
+ private:
+  Resolver& resolver_;
+  Clock& clock_;
+};
+
+RangeConfig Range(const std::string& name, std::vector<std::string> cidrs) {
+  RangeConfig r;
+  r.name = name;
+  for (const auto& c : cidrs) r.cidrs.push_back(Cidr::Parse(c).value());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("scheduler: every address reported once, with its range", "[scheduler]") {
+  FakeClock clock;
+  FakeResolver resolver;
+  std::vector<std::unique_ptr<Check>> checks;
+  checks.push_back(std::make_unique<RecordingCheck>(resolver, clock));
+  std::vector<RangeConfig> ranges = {Range("a", {"192.0.2.0/28"}), Range("b", {"2001:db8::/126", "198.51.100.7"})};
+  TargetSet targets = TargetSet::FromRanges(ranges);
+  REQUIRE(targets.size() == 21);
+
+  Scheduler s(checks, resolver, clock);
+  std::map<std::string, std::string> seen;
+  CycleOptions opts;
+  opts.max_addresses_in_flight = 4;
+  auto out = s.RunCycle(targets, opts, [&](IpReport&& r) {
+    CHECK(r.dnsbl.has_value());
+    CHECK(seen.emplace(r.ip.ToString(), r.range).second);
+  });
+  CHECK(out.completed);
+  CHECK(out.addresses_done == 21);
+  CHECK(seen.size() == 21);
+  CHECK(seen["192.0.2.15"] == "a");
+  CHECK(seen["2001:db8::3"] == "b");
+  CHECK(seen["198.51.100.7"] == "b");
+  auto* rec = static_cast<RecordingCheck*>(checks[0].get());
+  CHECK(rec->max_open <= 4);
+  CHECK(rec->cycles == 1);
+}
+
+TEST_CASE("scheduler: a spread cycle starts addresses evenly over the interval", "[scheduler]") {
+  FakeClock clock;
+  FakeResolver resolver;
+  resolver.clock = &clock;
+  std::vector<std::unique_ptr<Check>> checks;
+  checks.push_back(std::make_unique<RecordingCheck>(resolver, clock));
+  std::vector<RangeConfig> ranges = {Range("a", {"192.0.2.0/29"})};  // 8 addresses
+  Scheduler s(checks, resolver, clock);
+  CycleOptions opts;
+  opts.spread = 8s;
+  const auto t0 = clock.Now();
+  auto out = s.RunCycle(TargetSet::FromRanges(ranges), opts, [](IpReport&&) {});
+  CHECK(out.completed);
+  auto* rec = static_cast<RecordingCheck*>(checks[0].get());
+  REQUIRE(rec->started.size() == 8);
+  for (size_t i = 0; i < 8; ++i) {
+    const auto offset = rec->started[i] - t0;
+    INFO("address " << i << " started at " << std::chrono::duration<double>(offset).count() << " s");
+    CHECK(offset >= std::chrono::seconds(i));                             // never early
+    CHECK(offset < std::chrono::seconds(i) + std::chrono::milliseconds(150));  // nor much late
+  }
+  CHECK(out.duration >= 7s);
+}
+
+TEST_CASE("scheduler: a stop request lets open addresses finish and starts no more", "[scheduler]") {
+  FakeClock clock;
+  FakeResolver resolver;
+  std::vector<std::unique_ptr<Check>> checks;
+  checks.push_back(std::make_unique<RecordingCheck>(resolver, clock));
+  std::vector<RangeConfig> ranges = {Range("a", {"192.0.2.0/24"})};
+  Scheduler s(checks, resolver, clock);
+  std::atomic<bool> stop{false};
+  CycleOptions opts;
+  opts.max_addresses_in_flight = 10;
+  opts.stop = &stop;
+  size_t reported = 0;
+  auto out = s.RunCycle(TargetSet::FromRanges(ranges), opts, [&](IpReport&&) {
+    if (++reported == 15) stop = true;
+  });
+  CHECK_FALSE(out.completed);
+  CHECK(out.addresses_done == reported);
+  CHECK(reported < 256);
+  CHECK(resolver.Pending() == 0);
+}
+
+TEST_CASE("targets: command-line addresses take their configured range", "[scheduler]") {
+  std::vector<RangeConfig> ranges = {Range("a", {"192.0.2.0/28"})};
+  auto set = TargetSet::FromArguments({"192.0.2.8/30", "203.0.113.5"}, ranges);
+  REQUIRE(set.ok());
+  CHECK(set.value().size() == 5);
+  CHECK(set.value().At(0).range == &ranges[0]);
+  CHECK(set.value().At(4).range == nullptr);
+  CHECK(set.value().CountPerRange() == std::map<std::string, size_t>{{"a", 4}});
+  CHECK(TargetSet::FromArguments({"192.0.2.1/24"}, ranges).error() ==
+        "target bad CIDR \"192.0.2.1/24\": host bits set below /24 (did you mean 192.0.2.0/24?)");
+  CHECK_THAT(TargetSet::FromArguments({"10.0.0.0/8"}, ranges).error(), Catch::Contains("more than 1048576"));
+}
