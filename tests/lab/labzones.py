@@ -600,6 +600,15 @@ def cmd_verify_metrics(args):
         if key[0] not in lab.zones or key[1] not in lab.range_ips:
             problems.add(f"repwatch_dnsbl_listed_ips for unknown zone/range {key}")
 
+    # Lookups that ended in error (not a DESIGN.md name, checked when exported):
+    # every address of an unhealthy zone, none of a healthy one.
+    for labels, value in by_name.get("repwatch_dnsbl_error_ips", []):
+        zone, rng = labels.get("zone"), labels.get("range")
+        if zone in lab.zones and rng in lab.range_ips:
+            n = 0 if lab.healthy(zone) else sum(1 for ip in lab.range_ips[rng] if lab.applies(zone, ip))
+            if value != n:
+                problems.add(f"repwatch_dnsbl_error_ips{{zone={zone},range={rng}}} = {value:g}, want {n}")
+
     # Zone health.
     up = {labels.get("zone"): value for labels, value in by_name.get("repwatch_dnsbl_zone_up", [])}
     for zone in lab.zones:
