@@ -52,7 +52,7 @@ struct DnsConfig {
 };
 
 struct DnsblZone {
-  std::string zone;            // as configured (may contain "{key}"); used as the metric label
+  std::string zone;            // as configured, lowercased (may contain "{key}"); the metric label
   std::string query_zone;      // what is queried: "{key}" replaced by the secret key
   ZoneFamily family = ZoneFamily::kBoth;
   CatalogueEntry entry;        // from the catalogue, or a generic entry for unknown zones
@@ -87,8 +87,10 @@ struct Config {
 };
 
 // Reads and validates `path`. On failure the Status message holds every issue,
-// one "file:line:col: message" per line. Secrets (DNSBL keys) are read from the
-// environment variable or file the config names, never from the config text.
+// one "file:line:col: message" per line, in file order. Secrets (DNSBL keys) are
+// read from the environment variable or file the config names, never from the
+// config text, and never appear in a message; a relative key_file is resolved
+// against the config file's directory. Zones are looked up in Catalogue::BuiltIn().
 Result<Config> LoadConfig(const std::string& path);
 
 // Same, from text already in memory; `path` is used in messages. Secrets files
@@ -96,6 +98,9 @@ Result<Config> LoadConfig(const std::string& path);
 Result<Config> ParseConfig(std::string_view toml_text, const std::string& path);
 
 // Parses "30s", "5m", "1h", "1h30m", "2d"; nullopt if malformed or zero.
+// Units go from large to small, each at most once.
 std::optional<std::chrono::seconds> ParseDuration(std::string_view text);
+// Same, also accepting milliseconds ("500ms", "1s500ms"); for dns.timeout.
+std::optional<std::chrono::milliseconds> ParseDurationMillis(std::string_view text);
 
 }  // namespace repwatch
