@@ -1,2 +1,210 @@
-// repwatch command line; filled in by the CLI work.
-int main() { return 0; }
+// repwatch command line: run (the daemon), check (one pass, nothing stored),
+// validate (config errors as file:line:col: message). Names fixed in DESIGN.md.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "agent/config.h"
+#include "agent/dns_client.h"
+#include "agent/log.h"
+#include "agent/scheduler.h"
+#include "agent/state_store.h"
+#include "agent/targets.h"
+#include "build_info.h"
+#include "checks/check.h"
+#include "exporters/http_server.h"
+#include "exporters/metrics.h"
+#include "exporters/report_format.h"
+
+namespace repwatch {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop = true; }
+
+void InstallSignalHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+// Loads the config, printing every error (and warning) as file:line:col: message.
+std::optional<Config> Load(const std::string& path) {
+  auto config = LoadConfig(path);
+  if (!config.ok()) {
+    std::cerr << config.error() << (config.error().ends_with('\n') ? "" : "\n");
+    return std::nullopt;
+  }
+  for (const auto& w : config.value().warnings) log::Warn(w.ToString());
+  return std::move(config).value();
+}
+
+int ValidateCommand(const std::string& path) {
+  auto config = LoadConfig(path);
+  if (!config.ok()) {
+    std::cerr << config.error() << (config.error().ends_with('\n') ? "" : "\n");
+    return 1;
+  }
+  const Config& c = config.value();
+  for (const auto& w : c.warnings) std::cerr << w.pos.file << ":" << w.pos.line << ":" << w.pos.column << ": warning: " << w.message << "\n";
+  std::cout << fmt::format("{}: ok ({} ranges, {} addresses, {} DNSBL zones)\n", path, c.ranges.size(),
+                           TargetSet::FromRanges(c.ranges).size(), c.dnsbl.size());
+  return 0;
+}
+
+int CheckCommand(const std::string& path, const std::vector<std::string>& args, bool json) {
+  auto config = Load(path);
+  if (!config) return 2;
+  auto targets = TargetSet::FromArguments(args, config->ranges);
+  if (!targets.ok()) {
+    std::cerr << targets.error() << "\n";
+    return 2;
+  }
+  SystemClock clock;
+  DnsStats stats;
+  auto client = DnsClient::Create(config->dns, clock, stats);
+  if (!client.ok()) {
+    std::cerr << client.error() << "\n";
+    return 1;
+  }
+  auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock}, targets.value().families());
+  Scheduler scheduler(checks, *client.value(), clock);
+  CycleOptions options;
+  options.stop = &g_stop;
+  options.on_cycle_begun = [json](const CycleReport& cycle) {
+    if (json) {
+      for (const auto& z : cycle.zones) std::cout << ZoneHealthJson(z).dump() << "\n";
+    } else {
+      std::cout << ZoneHealthTable(cycle.zones) << "\n" << IpReportTableHeader();
+    }
+  };
+  auto outcome = scheduler.RunCycle(targets.value(), options, [json](IpReport&& r) {
+    std::cout << (json ? IpReportJson(r).dump() + "\n" : IpReportTableRow(r));
+  });
+  std::cout.flush();
+  return outcome.completed ? 0 : 1;
+}
+
+// One daemon cycle: check everything, store it, publish metrics. Returns whether
+// the cycle completed (a stop request cuts it short).
+bool RunOneCycle(const Config& config, Scheduler& scheduler, const TargetSet& targets, StateStore& store,
+                 MetricsExporter& exporter, Clock& clock, std::chrono::nanoseconds spread) {
+  const long long started = UnixSeconds(clock.WallNow());
+  if (Status s = store.BeginCycle(started); !s.ok()) log::Error(s.message());
+  SnapshotBuilder snapshot(config);
+  size_t listed = 0, errors = 0, store_failures = 0;
+  CycleOptions options;
+  options.spread = spread;
+  options.stop = &g_stop;
+  auto outcome = scheduler.RunCycle(targets, options, [&](IpReport&& r) {
+    if (Status s = store.RecordIp(r, started); !s.ok() && store_failures++ == 0) log::Error(s.message());
+    for (const auto& z : r.dnsbl.value_or(std::vector<DnsblZoneResult>{})) {
+      listed += z.verdict() == Verdict::kProblem;
+      errors += z.verdict() == Verdict::kError;
+    }
+    snapshot.Add(r);
+  });
+  for (const auto& z : outcome.report.zones) {
+    if (Status s = store.RecordZoneHealth(z, started); !s.ok()) log::Error(s.message());
+    if (z.health != ZoneHealth::kOk) log::Warn(fmt::format("zone {} is {}: {}", z.zone, ZoneHealthName(z.health), z.detail));
+  }
+  snapshot.SetCycle(outcome.report);
+  const double seconds = std::chrono::duration<double>(outcome.duration).count();
+  const long long finished = UnixSeconds(clock.WallNow());
+  const bool ok = outcome.completed && store_failures == 0;
+  if (Status s = store.EndCycle(finished, seconds, outcome.addresses_done, ok); !s.ok()) log::Error(s.message());
+  if (outcome.completed) exporter.Publish(snapshot.Finish(seconds, ok ? finished : 0));
+  log::Info(fmt::format("cycle {}: {} addresses in {:.1f}s, {} listings, {} lookups could not tell{}",
+                        outcome.completed ? "done" : "stopped early", outcome.addresses_done, seconds, listed, errors,
+                        store_failures ? fmt::format(", {} state writes failed", store_failures) : ""));
+  return outcome.completed;
+}
+
+int RunCommand(const std::string& path, bool once, std::string listen) {
+  auto config = Load(path);
+  if (!config) return 2;
+  auto store = StateStore::Open(config->agent.state_dir);
+  if (!store.ok()) {
+    log::Error(store.error());
+    return 1;
+  }
+  SystemClock clock;
+  DnsStats stats;
+  auto client = DnsClient::Create(config->dns, clock, stats);
+  if (!client.ok()) {
+    log::Error(client.error());
+    return 1;
+  }
+  const TargetSet targets = TargetSet::FromRanges(config->ranges);
+  auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock}, targets.families());
+  Scheduler scheduler(checks, *client.value(), clock);
+
+  auto exporter = std::make_shared<MetricsExporter>(stats);
+  std::atomic<bool> ready{false};
+  HttpServer server(listen.empty() ? config->agent.listen_address : listen);
+  AddStandardRoutes(server, StandardRoutes{{exporter}, [&ready] { return ready.load(); }});
+  if (Status s = server.Start(); !s.ok()) {
+    log::Error(s.message());
+    return 1;
+  }
+  log::Info(fmt::format("repwatch {} ({}) watching {} addresses against {} zones; listening on {}", build::kVersion,
+                        build::kRevision, targets.size(), config->dnsbl.size(), server.listen_address()));
+  InstallSignalHandlers();
+
+  // The first cycle runs as fast as the DNS rate limits allow so the agent is ready
+  // soon after start; later cycles spread their lookups over 90% of the interval.
+  bool first = true;
+  while (!g_stop) {
+    const auto cycle_start = clock.Now();
+    const auto spread = first || once ? std::chrono::nanoseconds(0)
+                                      : std::chrono::duration_cast<std::chrono::nanoseconds>(config->agent.interval * 0.9);
+    if (RunOneCycle(*config, scheduler, targets, *store.value(), *exporter, clock, spread)) ready = true;
+    first = false;
+    if (once) break;
+    while (!g_stop && clock.Now() < cycle_start + config->agent.interval)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  log::Info(g_stop ? "stopping on signal" : "done");
+  return 0;
+}
+
+}  // namespace
+}  // namespace repwatch
+
+int main(int argc, char** argv) {
+  using namespace repwatch;
+  CLI::App app{"repwatch — watches the reputation of mail-sending IP addresses"};
+  app.set_version_flag("--version", fmt::format("repwatch {} ({})", build::kVersion, build::kRevision));
+  app.require_subcommand(1);
+  std::string config_file, listen, log_level = "info";
+  bool once = false, json = false;
+  std::vector<std::string> targets;
+
+  auto add_common = [&](CLI::App* cmd) {
+    cmd->add_option("--config.file", config_file, "TOML configuration file")->required();
+    cmd->add_option("--log.level", log_level, "debug | info | warn | error")->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  };
+  CLI::App* run = app.add_subcommand("run", "Run the agent: a cycle every [agent] interval, metrics over HTTP");
+  add_common(run);
+  run->add_flag("--once", once, "Run one full cycle, store it and exit");
+  run->add_option("--web.listen-address", listen, "HOST:PORT for /metrics and the API (default: [agent] listen_address)");
+  CLI::App* check = app.add_subcommand("check", "Check addresses once with every enabled check; stores nothing");
+  add_common(check);
+  check->add_flag("--json", json, "JSON Lines output (zone lines, then one line per address)");
+  check->add_option("TARGET", targets, "IP addresses or CIDR blocks")->required();
+  CLI::App* validate = app.add_subcommand("validate", "Validate the configuration; exit 1 listing every error");
+  add_common(validate);
+
+  CLI11_PARSE(app, argc, argv);
+  log::SetLevel(log_level);
+  if (*run) return RunCommand(config_file, once, listen);
+  if (*check) return CheckCommand(config_file, targets, json);
+  return ValidateCommand(config_file);
+}

@@ -29,15 +29,16 @@ CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& o
   CycleOutcome out;
   const auto start = clock_.Now();
   RunBeginCycle(&out.report);
+  if (options.on_cycle_begun) options.on_cycle_begun(out.report);
 
   std::unordered_map<size_t, std::unique_ptr<Open>> open;
-  std::vector<size_t> finished;  // filled from callbacks, drained by the loop
   const size_t n = targets.size();
   const auto pace_start = clock_.Now();
   auto due = [&](size_t i) {
     return pace_start + std::chrono::duration_cast<std::chrono::nanoseconds>(options.spread * i / std::max<size_t>(n, 1));
   };
-  size_t next = 0;
+  size_t next = 0;      // next address to start
+  size_t next_out = 0;  // next address to deliver
   auto stopped = [&] { return options.stop && options.stop->load(); };
 
   while ((next < n && !stopped()) || !open.empty()) {
@@ -50,19 +51,17 @@ CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& o
       Open* raw = o.get();
       const size_t id = next++;
       open.emplace(id, std::move(o));
-      auto done = [raw, id, &finished] {
-        if (--raw->remaining == 0) finished.push_back(id);
-      };
+      auto done = [raw] { --raw->remaining; };
       for (auto& check : checks_) check->CheckIp(raw->target, &raw->report, done);
       done();  // the +1 above: no address finishes while its checks are still being started
     }
-    for (size_t id : finished) {
-      auto it = open.find(id);
+    // Deliver in target order: the oldest open address gates the ones after it.
+    for (auto it = open.find(next_out); it != open.end() && it->second->remaining == 0; it = open.find(next_out)) {
       sink(std::move(it->second->report));
       open.erase(it);
+      ++next_out;
       ++out.addresses_done;
     }
-    finished.clear();
     if (open.empty() && (next >= n || stopped())) break;
     auto wait = kMaxPollWait;
     if (options.spread.count() > 0 && next < n && open.size() < options.max_addresses_in_flight) {

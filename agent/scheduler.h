@@ -1,5 +1,6 @@
 // Scheduler: runs one cycle — every enabled check over every target — on the
-// single-threaded resolver loop, and hands each finished IpReport to a sink.
+// single-threaded resolver loop, and hands each finished IpReport to a sink in
+// target order (an address that finished early waits for the ones before it).
 //
 // Load is spread evenly: with a non-zero `spread`, address i of N starts no
 // earlier than cycle_start + i * spread / N, so a cycle over a /16 turns into a
@@ -26,6 +27,8 @@ struct CycleOptions {
   size_t max_addresses_in_flight = 4096;
   size_t max_pending_queries = 8192;
   const std::atomic<bool>* stop = nullptr;  // when set, no new address starts; open ones finish
+  // Called once the cycle-level work (zone health) is done, before any address starts.
+  std::function<void(const CycleReport&)> on_cycle_begun;
 };
 
 struct CycleOutcome {

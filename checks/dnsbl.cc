@@ -267,7 +267,7 @@ void DnsblCheck::Lookup(const std::shared_ptr<IpWork>& work, size_t slot) {
     r.zone = zone.zone;
     r.allowlist = zone.entry.kind == ZoneKind::kAllow;
     r.status = DnsblStatus::kError;
-    r.error = fmt::format("zone unhealthy ({})", ZoneHealthName(health));
+    r.error = fmt::format("zone unhealthy ({}): {}", ZoneHealthName(health), health_[z].detail);
     return work->Finish();
   }
   std::string name = DnsblQueryName(work->ip, zone.query_zone);

@@ -4,23 +4,23 @@
 
 namespace repwatch {
 
-nlohmann::json ZoneHealthJson(const ZoneHealthReport& zone) {
-  nlohmann::json j = {{"kind", "zone"}, {"zone", zone.zone}, {"health", ZoneHealthName(zone.health)}};
+nlohmann::ordered_json ZoneHealthJson(const ZoneHealthReport& zone) {
+  nlohmann::ordered_json j = {{"kind", "zone"}, {"zone", zone.zone}, {"health", ZoneHealthName(zone.health)}};
   if (zone.ipv4) j["ipv4"] = ZoneHealthName(*zone.ipv4);
   if (zone.ipv6) j["ipv6"] = ZoneHealthName(*zone.ipv6);
   if (!zone.detail.empty()) j["detail"] = zone.detail;
   return j;
 }
 
-nlohmann::json IpReportJson(const IpReport& report) {
-  nlohmann::json j = {{"kind", "ip"}, {"ip", report.ip.ToString()}};
-  j["range"] = report.range.empty() ? nlohmann::json(nullptr) : nlohmann::json(report.range);
+nlohmann::ordered_json IpReportJson(const IpReport& report) {
+  nlohmann::ordered_json j = {{"kind", "ip"}, {"ip", report.ip.ToString()}};
+  j["range"] = report.range.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(report.range);
   if (report.dnsbl) {
-    nlohmann::json list = nlohmann::json::array();
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
     for (const auto& r : *report.dnsbl) {
-      nlohmann::json z = {{"zone", r.zone},     {"status", DnsblStatusName(r.status)},
+      nlohmann::ordered_json z = {{"zone", r.zone},     {"status", DnsblStatusName(r.status)},
                           {"codes", r.codes},   {"meanings", r.meanings},
-                          {"txt", r.txt},       {"error", r.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.error)}};
+                          {"txt", r.txt},       {"error", r.error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r.error)}};
       if (r.allowlist) z["allowlist"] = true;
       if (!r.delist_url.empty()) z["delist_url"] = r.delist_url;
       list.push_back(std::move(z));

@@ -12,9 +12,9 @@
 namespace repwatch {
 
 // {"kind":"zone","zone":Z,"health":H, "ipv4":H?, "ipv6":H?, "detail":D?}
-nlohmann::json ZoneHealthJson(const ZoneHealthReport& zone);
+nlohmann::ordered_json ZoneHealthJson(const ZoneHealthReport& zone);
 // {"kind":"ip","ip":IP,"range":NAME|null,"dnsbl":[{"zone","status","codes","meanings","txt","error",...}]}
-nlohmann::json IpReportJson(const IpReport& report);
+nlohmann::ordered_json IpReportJson(const IpReport& report);
 
 // Fixed-width tables for a terminal.
 std::string ZoneHealthTable(const std::vector<ZoneHealthReport>& zones);

@@ -1,6 +1,7 @@
 // Test doubles behind the seams: a table-driven Resolver and a manual Clock.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -72,6 +73,7 @@ class FakeResolver final : public Resolver {
     if (clock) clock->Advance(queue_.empty() ? std::chrono::nanoseconds(max_wait) : latency);
     auto batch = std::move(queue_);
     queue_.clear();
+    if (answer_newest_first) std::reverse(batch.begin(), batch.end());
     for (auto& q : batch) {
       auto it = table_.find({q.name, q.type});
       DnsResponse a = it != table_.end() ? it->second : default_;
@@ -81,6 +83,7 @@ class FakeResolver final : public Resolver {
 
   std::vector<std::pair<std::string, uint16_t>> asked;
   FakeClock* clock = nullptr;
+  bool answer_newest_first = false;  // deliver each Poll's answers in reverse order
   std::chrono::nanoseconds latency{std::chrono::microseconds(100)};
 
  private:

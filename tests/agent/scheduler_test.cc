@@ -51,6 +51,7 @@ RangeConfig Range(const std::string& name, std::vector<std::string> cidrs) {
 TEST_CASE("scheduler: every address reported once, with its range", "[scheduler]") {
   FakeClock clock;
   FakeResolver resolver;
+  resolver.answer_newest_first = true;  // addresses finish out of order
   std::vector<std::unique_ptr<Check>> checks;
   checks.push_back(std::make_unique<RecordingCheck>(resolver, clock));
   std::vector<RangeConfig> ranges = {Range("a", {"192.0.2.0/28"}), Range("b", {"2001:db8::/126", "198.51.100.7"})};
@@ -59,12 +60,18 @@ TEST_CASE("scheduler: every address reported once, with its range", "[scheduler]
 
   Scheduler s(checks, resolver, clock);
   std::map<std::string, std::string> seen;
+  std::vector<IpAddress> order;
   CycleOptions opts;
   opts.max_addresses_in_flight = 4;
+  size_t zones_reported_before_first_ip = SIZE_MAX;
+  opts.on_cycle_begun = [&](const CycleReport&) { zones_reported_before_first_ip = order.size(); };
   auto out = s.RunCycle(targets, opts, [&](IpReport&& r) {
     CHECK(r.dnsbl.has_value());
     CHECK(seen.emplace(r.ip.ToString(), r.range).second);
+    order.push_back(r.ip);
   });
+  CHECK(zones_reported_before_first_ip == 0);
+  for (size_t i = 0; i < order.size(); ++i) CHECK(order[i] == targets.At(i).ip);  // target order
   CHECK(out.completed);
   CHECK(out.addresses_done == 21);
   CHECK(seen.size() == 21);
