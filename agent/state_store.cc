@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -51,7 +52,8 @@ const std::map<std::string, const char*> kWriteSql = {
     {"upsert ip",
      "INSERT INTO ips (ip, range, last_checked) VALUES (?1, ?2, ?3) ON CONFLICT (ip) "
      "DO UPDATE SET range = excluded.range, last_checked = excluded.last_checked"},
-    {"read rows", "SELECT zone, status, first_seen, last_seen, codes FROM dnsbl_state WHERE ip = ?1"},
+    {"read rows", "SELECT zone, status, first_seen FROM dnsbl_state WHERE ip = ?1"},
+    {"ips with rows", "SELECT DISTINCT ip FROM dnsbl_state"},
     {"put row",
      "INSERT OR REPLACE INTO dnsbl_state (ip, zone, status, allowlist, codes, meanings, txt, "
      "delist_url, error, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
@@ -208,7 +210,7 @@ class Connection {
   Stmt& operator[](const std::string& name) { return *stmts_.at(name); }
   const std::string& path() const { return path_; }
 
-  Result<int> UserVersion() {
+  Result<int> SchemaVersion() {
     Exec("create schema_version", "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
     sqlite3_stmt* s = nullptr;
     int rc = sqlite3_prepare_v2(db_, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &s, nullptr);
@@ -231,7 +233,7 @@ class Connection {
 };
 
 Status Migrate(Connection& db) {
-  auto version = db.UserVersion();
+  auto version = db.SchemaVersion();
   if (!version.ok()) return version.status();
   if (version.value() > kSchemaVersion)
     return Status::Error(db.path() + ": schema version " + std::to_string(version.value()) +
@@ -264,9 +266,8 @@ Status PrepareDir(const std::string& dir) {
 struct Row {
   DnsblStatus status;
   long long first_seen;
-  long long last_seen;
-  std::string codes;
 };
+using Rows = std::map<std::string, Row, std::less<>>;  // by zone
 
 }  // namespace
 
@@ -277,7 +278,16 @@ class StateStore::Impl {
   mutable std::mutex read_mu;
   bool in_cycle = false;
   long long cycle_started = 0;
+  // During a cycle: the addresses that have (or had, earlier in it) dnsbl_state rows.
+  // Clean addresses outside it skip reading their rows: one statement each.
+  std::unordered_set<std::string> ips_with_rows;
 
+  Status Begin(long long now);
+  void Finish() {
+    in_cycle = false;
+    ips_with_rows.clear();
+  }
+  Result<Rows> ReadRows(const std::string& ip);
   Status RecordIpLocked(const IpReport& report, long long now);
   Status Apply(const std::string& ip, const std::string& range, const DnsblZoneResult& r,
                const std::optional<Row>& old, long long now);
@@ -313,16 +323,31 @@ StateStore::~StateStore() { AbortCycle(); }
 Status StateStore::BeginCycle(long long now) {
   std::lock_guard lock(impl_->write_mu);
   if (impl_->in_cycle) return Status::Error(impl_->writer->path() + ": BeginCycle: a cycle is already open");
-  if (Status s = (*impl_->writer)["begin"].Run(); !s.ok()) return s;
-  impl_->in_cycle = true;
-  impl_->cycle_started = now;
-  return Status::Ok();
+  return impl_->Begin(now);
+}
+
+Status StateStore::Impl::Begin(long long now) {
+  Connection& db = *writer;
+  if (Status s = db["begin"].Run(); !s.ok()) return s;
+  in_cycle = true;
+  cycle_started = now;
+  Stmt& q = db["ips with rows"];
+  for (;;) {
+    auto more = q.Step();
+    if (!more.ok()) {
+      db["rollback"].Run();
+      Finish();
+      return more.status();
+    }
+    if (!more.value()) return Status::Ok();
+    ips_with_rows.insert(q.Text(0));
+  }
 }
 
 Status StateStore::AbortCycle() {
   std::lock_guard lock(impl_->write_mu);
   if (!impl_->in_cycle) return Status::Ok();
-  impl_->in_cycle = false;
+  impl_->Finish();
   return (*impl_->writer)["rollback"].Run();
 }
 
@@ -339,7 +364,7 @@ Status StateStore::EndCycle(long long now, double duration_seconds, size_t addre
                  .Run();
   if (s.ok()) s = db["commit"].Run();
   if (!s.ok()) db["rollback"].Run();
-  impl_->in_cycle = false;
+  impl_->Finish();
   return s;
 }
 
@@ -369,22 +394,28 @@ Status StateStore::Impl::RecordIpLocked(const IpReport& report, long long now) {
   Status s = db["upsert ip"].Bind(1, ip).Bind(2, report.range).Bind(3, now).Run();
   if (!s.ok() || !report.dnsbl) return s;
 
-  std::map<std::string, Row, std::less<>> rows;
-  Stmt& read = db["read rows"];
+  auto rows = ReadRows(ip);
+  if (!rows.ok()) return rows.status();
+  for (const DnsblZoneResult& r : *report.dnsbl) {
+    auto it = rows.value().find(r.zone);
+    std::optional<Row> old;
+    if (it != rows.value().end()) old = it->second;
+    if (Status st = Apply(ip, report.range, r, old, now); !st.ok()) return st;
+  }
+  return Status::Ok();
+}
+
+Result<Rows> StateStore::Impl::ReadRows(const std::string& ip) {
+  Rows rows;
+  if (!ips_with_rows.contains(ip)) return rows;
+  Stmt& read = (*writer)["read rows"];
   read.Bind(1, ip);
   for (;;) {
     auto more = read.Step();
     if (!more.ok()) return more.status();
-    if (!more.value()) break;
-    rows.emplace(read.Text(0), Row{StatusFromName(read.Text(1)), read.Int(2), read.Int(3), read.Text(4)});
+    if (!more.value()) return rows;
+    rows.emplace(read.Text(0), Row{StatusFromName(read.Text(1)), read.Int(2)});
   }
-  for (const DnsblZoneResult& r : *report.dnsbl) {
-    auto it = rows.find(r.zone);
-    std::optional<Row> old;
-    if (it != rows.end()) old = it->second;
-    if (Status st = Apply(ip, report.range, r, old, now); !st.ok()) return st;
-  }
-  return Status::Ok();
 }
 
 Status StateStore::Impl::Apply(const std::string& ip, const std::string& range, const DnsblZoneResult& r,
@@ -404,6 +435,7 @@ Status StateStore::Impl::Apply(const std::string& ip, const std::string& range, 
 
 Status StateStore::Impl::PutRow(const std::string& ip, const DnsblZoneResult& r, long long first_seen,
                                 long long now) {
+  ips_with_rows.insert(ip);
   return (*writer)["put row"]
       .Bind(1, ip)
       .Bind(2, r.zone)
@@ -457,6 +489,13 @@ DnsblZoneResult ZoneResultFromRow(const Stmt& q) {
   return r;
 }
 
+DnsblZoneResult CleanResult(const std::string& zone) {
+  DnsblZoneResult r;
+  r.zone = zone;
+  r.status = DnsblStatus::kClean;
+  return r;
+}
+
 }  // namespace
 
 Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
@@ -466,14 +505,15 @@ Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
   const std::string text = ip.ToString();
   // One read transaction, so the ips row and its dnsbl rows come from the same cycle.
   if (Status s = db["begin read"].Run(); !s.ok()) return s;
-  auto done = [&db](auto result) {
-    db["end read"].Run();
-    return result;
-  };
+  struct EndRead {
+    Connection& db;
+    ~EndRead() { db["end read"].Run(); }
+  } end_read{db};
+
   Stmt& q = db["read ip"];
   auto found = q.Bind(1, text).Step();
-  if (!found.ok()) return done(Result<std::optional<IpReport>>(found.status()));
-  if (!found.value()) return done(Result<std::optional<IpReport>>(std::optional<IpReport>()));
+  if (!found.ok()) return found.status();
+  if (!found.value()) return std::optional<IpReport>();
   IpReport report{ip, q.Text(0), std::vector<DnsblZoneResult>{}};
   q.Reset();
 
@@ -482,23 +522,16 @@ Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
   z.Bind(1, text);
   for (;;) {
     auto more = z.Step();
-    if (!more.ok()) return done(Result<std::optional<IpReport>>(more.status()));
+    if (!more.ok()) return more.status();
     if (!more.value()) break;
     DnsblZoneResult r = ZoneResultFromRow(z);
     rows.emplace(r.zone, std::move(r));
   }
   for (const std::string& zone : zones_for_family) {
     auto it = rows.find(zone);
-    if (it != rows.end()) {
-      report.dnsbl->push_back(it->second);
-    } else {
-      DnsblZoneResult clean;
-      clean.zone = zone;
-      clean.status = DnsblStatus::kClean;
-      report.dnsbl->push_back(std::move(clean));
-    }
+    report.dnsbl->push_back(it != rows.end() ? it->second : CleanResult(zone));
   }
-  return done(Result<std::optional<IpReport>>(std::optional<IpReport>(std::move(report))));
+  return std::optional<IpReport>(std::move(report));
 }
 
 Result<std::vector<ZoneHealthReport>> StateStore::ZoneHealths() const {

@@ -210,7 +210,7 @@ Status HttpServer::Start() {
   t_starting = true;
   try {
     adapter->civet = std::make_unique<CivetServer>(
-        std::vector<std::string>{"listening_ports", spec.value(), "num_threads", "8", "request_timeout_ms", "10000"},
+        std::vector<std::string>{"listening_ports", spec.value(), "num_threads", "4", "request_timeout_ms", "10000"},
         &callbacks);
   } catch (const CivetException& e) {
     t_starting = false;
