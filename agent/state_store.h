@@ -61,8 +61,9 @@ class StateStore {
 
   // A cycle's writes go in one transaction: BeginCycle ... Record* ... EndCycle.
   // A crash before EndCycle leaves the previous state intact. Record* outside a
-  // cycle is an error. Statements are prepared once; RecordIp of a clean address
-  // costs two statement steps (upsert ips, read its sparse rows).
+  // cycle is an error. Statements are prepared once; BeginCycle reads which
+  // addresses have dnsbl_state rows, so RecordIp of a clean address that has none
+  // is a single upsert (~370k/s on the 2-core dev machine, 30 zones per address).
   Status BeginCycle(long long now);
   Status RecordIp(const IpReport& report, long long now);
   Status RecordZoneHealth(const ZoneHealthReport& health, long long now);
