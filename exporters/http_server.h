@@ -71,10 +71,10 @@ class HttpServer {
   int port() const { return port_; }
   const std::string& listen_address() const { return listen_address_; }
 
-  // Internal: runs the matching route. Public for the civetweb adapter only.
+ private:
+  // Runs the matching route; called by the civetweb adapter on its worker threads.
   HttpResponse Dispatch(HttpRequest& request) const;
 
- private:
   struct Route {
     std::string method, path;
     bool prefix = false;
