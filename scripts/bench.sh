@@ -63,7 +63,7 @@ server=$LAB_LAST_PID
 dnsperf -s "$DNS_ADDR" -p "$DNS_PORT" -d "$DATA/queries.txt" -c 1 -T 1 -q "$IN_FLIGHT" -n 1 \
   >"$LAB_DIR/dnsperf.out" 2>&1
 sed 's/^/  /' "$LAB_DIR/dnsperf.out" | grep -E 'Queries (sent|completed|lost)|Queries per second|Run time'
-dnsperf_qps=$(awk '/Queries per second:/ {print $4}' "$LAB_DIR/dnsperf.out")
+dnsperf_qps=$(awk '/Queries per second:/ {printf "%.0f", $4}' "$LAB_DIR/dnsperf.out")
 lab_stop "$server" || true
 
 say "repwatch run --once (fresh rbldnsd, so its count is the agent's)"
@@ -99,6 +99,8 @@ revision=$(git -C "$REPO_ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unk
 dirty=""
 if git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q .; then dirty="+dirty"; fi
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+# Other work on the machine moves both numbers; the load says how much.
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 
 summary=$(
   cat <<TXT
@@ -117,7 +119,8 @@ if ((RECORD)); then
   {
     [[ -s $REPO_ROOT/docs/benchmarks.md ]] || printf '# Benchmarks\n\nAppended by `scripts/bench.sh`; newest last.\n'
     printf '\n## %s — %s zones x %s, revision %s%s\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$ZONES" "$CIDR" "$revision" "$dirty"
-    printf 'Machine: %s cores, %s. Command: `scripts/bench.sh --zones %s --cidr %s`\n\n' "$(nproc)" "$cpu_model" "$ZONES" "$CIDR"
+    printf 'Machine: %s cores, %s, load average %s. Command: `scripts/bench.sh --zones %s --cidr %s`\n\n' \
+      "$(nproc)" "$cpu_model" "$load" "$ZONES" "$CIDR"
     printf '%s\n' "$summary"
   } >>"$REPO_ROOT/docs/benchmarks.md"
   echo "(appended to docs/benchmarks.md)"
