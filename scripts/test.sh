@@ -18,14 +18,22 @@ bash scripts/setup.sh
 say "build in build/"
 rw_build build
 
+# A failing test run does not stop the script: the sanitizer pass still runs,
+# so one CI run reports everything. The exit status says whether all passed.
+failed=()
+
 say "tests: unit + integration, in a loopback-only namespace"
-rw_netns ctest --test-dir build --output-on-failure -j2
+rw_netns ctest --test-dir build --output-on-failure -j2 || failed+=("build/ tests")
 
 say "build (ASan + UBSan) in build-asan/"
 rw_build build-asan -DREPWATCH_SANITIZE=ON -DREPWATCH_INTEGRATION_TESTS=OFF
 
 say "tests: unit tests under ASan + UBSan, in a loopback-only namespace"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  rw_netns ctest --test-dir build-asan --output-on-failure -j2
+  rw_netns ctest --test-dir build-asan --output-on-failure -j2 || failed+=("build-asan/ unit tests")
 
+if ((${#failed[@]})); then
+  say "FAILED: ${failed[*]}"
+  exit 1
+fi
 say "all tests passed"

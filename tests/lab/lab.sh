@@ -56,7 +56,10 @@ _lab_netns_setup() {
     lab_die "namespace has a default route"
   fi
   # Anything that falls back to the system resolver gets 127.0.0.1, where
-  # nothing listens, instead of the host's resolver.
+  # nothing listens, instead of the host's resolver. A namespace made inside
+  # another lab namespace inherits that already (and the unlinked file under
+  # the outer bind mount cannot be mounted over).
+  [[ $(cat /etc/resolv.conf 2>/dev/null) == "nameserver 127.0.0.1" ]] && return 0
   local resolv
   resolv=$(mktemp /tmp/repwatch-resolv.XXXXXX)
   printf 'nameserver 127.0.0.1\n' >"$resolv"
