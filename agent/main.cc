@@ -16,6 +16,7 @@
 #include "agent/targets.h"
 #include "build_info.h"
 #include "checks/check.h"
+#include "exporters/api.h"
 #include "exporters/http_server.h"
 #include "exporters/metrics.h"
 #include "exporters/report_format.h"
@@ -150,6 +151,7 @@ int RunCommand(const std::string& path, bool once, std::string listen) {
   std::atomic<bool> ready{false};
   HttpServer server(listen.empty() ? config->agent.listen_address : listen);
   AddStandardRoutes(server, StandardRoutes{{exporter}, [&ready] { return ready.load(); }});
+  AddApiRoutes(server, *config, *store.value());
   if (Status s = server.Start(); !s.ok()) {
     log::Error(s.message());
     return 1;
