@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
@@ -281,6 +282,7 @@ TEST_CASE("StateStore records clean addresses fast", "[state][.bench]") {
   constexpr int kAddresses = 65536;
   for (long long cycle = 0; cycle < 2; ++cycle) {
     auto start = std::chrono::steady_clock::now();
+    const std::clock_t cpu_start = std::clock();
     REQUIRE(store->BeginCycle(1000 + cycle).ok());
     IpReport report{IpAddress(), "bench", zones};
     int failures = 0;
@@ -291,8 +293,10 @@ TEST_CASE("StateStore records clean addresses fast", "[state][.bench]") {
     REQUIRE(failures == 0);
     REQUIRE(store->EndCycle(1000 + cycle, 1, kAddresses, true).ok());
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double cpu = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
     WARN("cycle " << cycle << ": " << kAddresses << " clean addresses x 30 zones in " << s << " s = "
-                  << static_cast<long long>(kAddresses / s) << " RecordIp/s");
+                  << static_cast<long long>(kAddresses / s) << " RecordIp/s wall, "
+                  << static_cast<long long>(kAddresses / cpu) << " RecordIp/s of CPU time");
   }
 }
 
