@@ -559,7 +559,7 @@ bool DnsClient::Impl::Accept(uint32_t qi, const uint8_t* data, size_t len) {
   DnsResponse r;
   r.rcode = dnswire::Rcode(data);
   r.status = StatusOfRcode(r.rcode);
-  if (!dnswire::WellFormed(data, len) || !dnswire::ParseAnswers(data, len, r.answers)) {
+  if (!dnswire::ParseAnswers(data, len, r.answers)) {
     stats_.Drop(DnsDrop::kMalformed);
     return false;
   }

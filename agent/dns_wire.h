@@ -1,6 +1,8 @@
 // DNS wire helpers for DnsClient (internal to agent/dns_client.cc and its tests).
 //
-// Queries are built with ldns once per question; a retry only patches the ID.
+// Queries are built once per question (a retry only patches the ID): ldns parses
+// and encodes the name, and the header is the one ldns_pkt2wire writes for an RD
+// query, made once (a full ldns_pkt2wire per query costs ~8 us).
 // Replies are untrusted: every function here bounds-checks each length it reads
 // and reports failure instead of reading past `len`.
 #pragma once
@@ -28,7 +30,8 @@ struct Query {
 };
 
 // Builds the query for `name` (lowercase, with or without trailing dot; "" or "."
-// is the root) with ldns. Fails on names ldns rejects (label > 63 bytes, ...).
+// is the root); byte for byte what ldns_pkt_query_new + ldns_pkt2wire give. Fails
+// on names ldns rejects (label > 63 bytes, name > 255, ...).
 Status BuildQuery(std::string_view name, uint16_t qtype, Query& out);
 
 inline void SetId(uint8_t* wire, uint16_t id) {
@@ -47,12 +50,13 @@ bool QuestionMatches(const uint8_t* reply, size_t len, const Query& query);
 
 // Walks every section of `reply` checking each count, name and RDLENGTH against
 // `len`. Compression pointers must point strictly backwards (so no loops), as
-// RFC 1035 4.1.4 intends. Cheap; run before handing the packet to ldns.
+// RFC 1035 4.1.4 intends.
 bool WellFormed(const uint8_t* reply, size_t len);
 
-// Parses `reply` with ldns and appends its answer section to `out` (A, AAAA, CNAME,
-// PTR, MX, NS, TXT; other types are skipped). False if ldns rejects the packet
-// or an RR of a kept type has RDATA of the wrong shape; `out` is then unchanged.
+// Checks `reply` as WellFormed does, then parses each answer RR of a kept type
+// (A, AAAA, CNAME, PTR, MX, NS, TXT; class IN) with ldns and appends it to `out`;
+// other RRs are skipped. False if the packet is not well formed, ldns rejects an
+// answer RR, or its RDATA has the wrong shape for its type; `out` is then unchanged.
 bool ParseAnswers(const uint8_t* reply, size_t len, std::vector<DnsRecord>& out);
 
 // "example.com" from uncompressed wire labels; lowercase, no trailing dot, the root

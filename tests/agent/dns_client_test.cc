@@ -3,6 +3,7 @@
 #include "agent/dns_client.h"
 
 #include <arpa/inet.h>
+#include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -559,6 +560,30 @@ TEST_CASE("dnswire survives mutated replies", "[dns]") {
   REQUIRE(dnswire::WellFormed(good.data(), good.size()));
   REQUIRE(dnswire::ParseAnswers(good.data(), good.size(), out));
   CHECK(out.size() == 3);
+}
+
+TEST_CASE("queries are byte for byte what ldns_pkt2wire writes", "[dns]") {
+  for (const char* name : {"2.0.0.127.zen.spamhaus.org", "example.com.", "a", "", "x\\.y.example", "_dmarc.example"}) {
+    for (uint16_t type : {rrtype::kA, rrtype::kTxt, rrtype::kAaaa}) {
+      dnswire::Query q;
+      REQUIRE(dnswire::BuildQuery(name, type, q).ok());
+      ldns_pkt* pkt = ldns_pkt_query_new(ldns_dname_new_frm_str(*name ? name : "."), static_cast<ldns_rr_type>(type),
+                                         LDNS_RR_CLASS_IN, LDNS_RD);
+      ldns_pkt_set_id(pkt, 0);
+      uint8_t* wire = nullptr;
+      size_t size = 0;
+      REQUIRE(ldns_pkt2wire(&wire, pkt, &size) == LDNS_STATUS_OK);
+      CHECK(Bytes(q.wire.begin(), q.wire.begin() + q.size) == Bytes(wire, wire + size));
+      free(wire);
+      ldns_pkt_free(pkt);
+    }
+  }
+  dnswire::Query q;
+  CHECK_FALSE(dnswire::BuildQuery(std::string(64, 'a') + ".example", rrtype::kA, q).ok());
+  CHECK_FALSE(dnswire::BuildQuery(std::string(2000, 'a'), rrtype::kA, q).ok());
+  std::string long_name;
+  for (int i = 0; i < 5; ++i) long_name += std::string(60, 'b') + ".";
+  CHECK_FALSE(dnswire::BuildQuery(long_name, rrtype::kA, q).ok());
 }
 
 TEST_CASE("names from the wire are lowercased and escaped", "[dns]") {
