@@ -261,7 +261,7 @@ class DnsClient::Impl {
   uint32_t head_ = kNone, tail_ = kNone;
   std::deque<Waiting> waiting_;
   std::deque<uint32_t> ready_;       // admitted, waiting for tokens to (re)send
-  std::vector<Completion> completions_, running_;
+  std::vector<Completion> completions_;
 
   std::array<mmsghdr, kBatch> recv_msgs_{};
   std::array<iovec, kBatch> recv_iovs_{};
@@ -284,6 +284,7 @@ Status DnsClient::Impl::Open() {
   if (config_.attempts < 1) return Status::Error("dns: attempts must be at least 1");
   if (config_.max_in_flight < 1) return Status::Error("dns: max_in_flight must be at least 1");
   if (config_.sockets < 1) return Status::Error("dns: sockets must be at least 1");
+  if (config_.timeout.count() <= 0) return Status::Error("dns: timeout must be positive");
   const TimePoint now = clock_.Now();
   bool family_used[2] = {false, false};
   for (const auto& s : config_.servers) {
@@ -723,10 +724,16 @@ void DnsClient::Impl::Complete(uint32_t qi, DnsResponse&& response) {
   --in_flight_;
 }
 
+// A callback may Query() or even Poll() again: it only ever sees completions_
+// after this batch was moved out of it.
 void DnsClient::Impl::RunCallbacks() {
-  running_.swap(completions_);
-  for (auto& c : running_) c.callback(std::move(c.response));
-  running_.clear();
+  std::vector<Completion> batch;
+  batch.swap(completions_);
+  for (auto& c : batch) c.callback(std::move(c.response));
+  if (completions_.empty()) {  // keep the capacity for the next batch
+    batch.clear();
+    completions_.swap(batch);
+  }
 }
 
 void DnsClient::Impl::Link(uint32_t qi, TimePoint deadline) {
