@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: everything CI checks, on a clean Debian 12 clone, as root.
 #  1. installs the build and lab packages (scripts/setup.sh);
-#  2. builds build/ (Release) and runs every test, unit and integration, with
+#  2. builds build/ (RelWithDebInfo) and runs every test, unit and integration, with
 #     ctest inside a loopback-only network namespace;
 #  3. builds build-asan/ (AddressSanitizer + UBSan) and runs the unit tests the
 #     same way.
