@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <catch2/catch.hpp>
@@ -593,6 +594,45 @@ TEST_CASE("names from the wire are lowercased and escaped", "[dns]") {
   CHECK(dnswire::NameFromWire(odd.data(), odd.size()) == "a\\046\\032");
   const Bytes root = {0};
   CHECK(dnswire::NameFromWire(root.data(), root.size()).empty());
+}
+
+TEST_CASE("IPv6 servers work, mixed with IPv4 ones", "[dns]") {
+  const int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    WARN("no ::1 here; skipped");
+    return;
+  }
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  std::thread server([fd] {  // answers one query, then stops
+    Bytes buf(512);
+    sockaddr_in6 from{};
+    socklen_t from_len = sizeof(from);
+    const ssize_t r = recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+    if (r < 12) return;
+    buf.resize(static_cast<size_t>(r));
+    const Bytes reply = Reply(buf, 0, {A(127, 0, 0, 6)});
+    sendto(fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from), from_len);
+  });
+  Responder v4([](const Bytes& q, bool) { return std::vector<Packet>{{Reply(q, 0, {A(127, 0, 0, 4)})}}; });
+  Harness h(Config({{"::1", ntohs(a.sin6_port)}, v4.server()}));
+  std::vector<int> got;
+  for (const char* name : {"v6.example", "v4.example"}) {
+    h.client->Query(name, rrtype::kA, [&](DnsResponse&& r) {
+      REQUIRE(r.answers.size() == 1);
+      got.push_back(r.answers[0].addr[3]);
+    });
+  }
+  h.Drain();
+  server.join();
+  close(fd);
+  std::sort(got.begin(), got.end());
+  CHECK(got == std::vector<int>{4, 6});
 }
 
 TEST_CASE("truncated UDP answers are retried over TCP", "[dns]") {
