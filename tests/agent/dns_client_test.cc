@@ -337,7 +337,7 @@ TEST_CASE("A answer with several records", "[dns]") {
   CHECK(h.DroppedTotal() == 0);
 }
 
-TEST_CASE("TXT strings are kept unjoined, other types parsed", "[dns]") {
+TEST_CASE("TXT strings are kept unjoined and other types parsed", "[dns]") {
   Responder server([](const Bytes& q, bool) {
     if (QType(q) == rrtype::kTxt) {
       return std::vector<Packet>{{Reply(q, 0, {Txt({"listed", " see https://x"}), Txt({"second"})})}};
@@ -362,7 +362,7 @@ TEST_CASE("TXT strings are kept unjoined, other types parsed", "[dns]") {
   CHECK(r.answers[1].target == "mx1.example.org");
 }
 
-TEST_CASE("rcodes map to statuses; only failures are counted", "[dns]") {
+TEST_CASE("rcodes map to statuses and only failures are counted", "[dns]") {
   Responder server([](const Bytes& q, bool) {
     const std::string name = QName(q);
     const int rcode = name == "nx.example" ? 3 : name == "servfail.example" ? 2 : name == "refused.example" ? 5 : 4;
@@ -385,7 +385,7 @@ TEST_CASE("rcodes map to statuses; only failures are counted", "[dns]") {
   CHECK(h.stats.attempts == 4);  // final answers: no retries
 }
 
-TEST_CASE("timeouts retry round-robin with new IDs, then report kTimeout", "[dns]") {
+TEST_CASE("timeouts retry round-robin with new IDs then report kTimeout", "[dns]") {
   Responder a([](const Bytes&, bool) { return std::vector<Packet>{}; });
   Responder b([](const Bytes&, bool) { return std::vector<Packet>{}; });
   ManualClock clock;
@@ -435,7 +435,7 @@ TEST_CASE("a retry on the next server gets the answer", "[dns]") {
   CHECK(h.Failed(DnsFailure::kTimeout) == 0);
 }
 
-TEST_CASE("replies that do not match are dropped and counted; the real one is accepted", "[dns]") {
+TEST_CASE("replies that do not match are dropped and counted and the real one is accepted", "[dns]") {
   DnsDrop reason = DnsDrop::kCount;
   Handler handler;
   SECTION("wrong ID") {
@@ -522,7 +522,7 @@ std::vector<Bytes> MalformedReplies(const Bytes& q) {
   return out;
 }
 
-TEST_CASE("malformed and random packets are dropped; the answer after them is accepted", "[dns]") {
+TEST_CASE("malformed and random packets are dropped and the answer after them is accepted", "[dns]") {
   const size_t malformed = MalformedReplies(Bytes(NameWire("x").size() + 16, 0)).size();
   Responder server(BadThenGood([](const Bytes& q) {
     std::vector<Bytes> bad = MalformedReplies(q);
@@ -596,7 +596,7 @@ TEST_CASE("names from the wire are lowercased and escaped", "[dns]") {
   CHECK(dnswire::NameFromWire(root.data(), root.size()).empty());
 }
 
-TEST_CASE("IPv6 servers work, mixed with IPv4 ones", "[dns]") {
+TEST_CASE("IPv6 servers work next to IPv4 ones", "[dns]") {
   const int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
   sockaddr_in6 a{};
@@ -706,7 +706,7 @@ TEST_CASE("max_qps_per_server paces each server (manual clock)", "[dns]") {
   CHECK(b.queries() == 5);
 }
 
-TEST_CASE("max_in_flight bounds outstanding questions; IDs are distinct", "[dns]") {
+TEST_CASE("max_in_flight bounds the questions outstanding", "[dns]") {
   Responder server([](const Bytes& q, bool) { return std::vector<Packet>{{Reply(q, 3)}}; }, /*hold_until_idle=*/true);
   DnsConfig config = Config({server.server()});
   config.max_in_flight = 8;
@@ -734,7 +734,7 @@ TEST_CASE("IDs in flight are unique and spread", "[dns]") {
   CHECK(server.max_outstanding() == 128);
 }
 
-TEST_CASE("callbacks run only from Poll, exactly once; bad names fail cleanly", "[dns]") {
+TEST_CASE("callbacks run only from Poll and exactly once and bad names fail cleanly", "[dns]") {
   Responder server([](const Bytes& q, bool) { return std::vector<Packet>{{Reply(q, 0, {A(127, 0, 0, 2)})}}; });
   Harness h(Config({server.server()}));
   int calls = 0;
@@ -778,7 +778,7 @@ TEST_CASE("Create rejects bad configuration", "[dns]") {
   CHECK_FALSE(DnsClient::Create(zero, clock, stats).ok());
 }
 
-TEST_CASE("status, failure and drop names", "[dns]") {
+TEST_CASE("status and failure and drop names", "[dns]") {
   CHECK(DnsStatusName(DnsStatus::kNxDomain) == "nxdomain");
   CHECK(DnsStatusName(DnsStatus::kOtherRcode) == "rcode");
   CHECK(DnsStatusName(DnsStatus::kNetworkError) == "network");
