@@ -152,12 +152,16 @@ int RunCommand(const std::string& path, bool once, std::string listen) {
   HttpServer server(listen.empty() ? config->agent.listen_address : listen);
   AddStandardRoutes(server, StandardRoutes{{exporter}, [&ready] { return ready.load(); }});
   AddApiRoutes(server, *config, *store.value());
-  if (Status s = server.Start(); !s.ok()) {
+  // A one-shot run (cron, a benchmark) serves HTTP only when asked to, so it never
+  // collides with a daemon already listening on the configured address.
+  const bool serve = !once || !listen.empty();
+  if (Status s = serve ? server.Start() : Status::Ok(); !s.ok()) {
     log::Error(s.message());
     return 1;
   }
-  log::Info(fmt::format("repwatch {} ({}) watching {} addresses against {} zones; listening on {}", build::kVersion,
-                        build::kRevision, targets.size(), config->dnsbl.size(), server.listen_address()));
+  log::Info(fmt::format("repwatch {} ({}) watching {} addresses against {} zones{}", build::kVersion,
+                        build::kRevision, targets.size(), config->dnsbl.size(),
+                        serve ? "; listening on " + server.listen_address() : ""));
   InstallSignalHandlers();
 
   // The first cycle runs as fast as the DNS rate limits allow so the agent is ready
@@ -195,7 +199,7 @@ int main(int argc, char** argv) {
   };
   CLI::App* run = app.add_subcommand("run", "Run the agent: a cycle every [agent] interval, metrics over HTTP");
   add_common(run);
-  run->add_flag("--once", once, "Run one full cycle, store it and exit");
+  run->add_flag("--once", once, "Run one full cycle, store it and exit (HTTP only with --web.listen-address)");
   run->add_option("--web.listen-address", listen, "HOST:PORT for /metrics and the API (default: [agent] listen_address)");
   CLI::App* check = app.add_subcommand("check", "Check addresses once with every enabled check; stores nothing");
   add_common(check);

@@ -43,10 +43,10 @@ std::array<uint8_t, 16> MappedLoopback(uint8_t last) {
 
 std::string DescribeAnswer(const DnsResponse& a) {
   if (a.status != DnsStatus::kNoError) return FailureText(a);
-  std::string out;
+  std::vector<std::string> values;
   for (const auto& r : a.answers)
-    if (r.type == rrtype::kA) out += (out.empty() ? "" : ",") + Dotted(ARecordValue(r));
-  return out.empty() ? "no A record" : out;
+    if (r.type == rrtype::kA) values.push_back(Dotted(ARecordValue(r)));
+  return values.empty() ? "no A record" : fmt::format("{}", fmt::join(values, ","));
 }
 
 }  // namespace
