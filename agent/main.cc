@@ -121,7 +121,14 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, const TargetSet& ta
   const long long finished = UnixSeconds(clock.WallNow());
   const bool ok = outcome.completed && store_failures == 0;
   if (Status s = store.EndCycle(finished, seconds, outcome.addresses_done, ok); !s.ok()) log::Error(s.message());
-  if (outcome.completed) exporter.Publish(snapshot.Finish(seconds, ok ? finished : 0));
+  if (outcome.completed) {
+    // Listings come from the store: a listing whose lookups now end in error stays listed.
+    if (auto stored = store.CurrentListings(); stored.ok())
+      snapshot.UseStoredListings(stored.value());
+    else
+      log::Error(stored.error());
+    exporter.Publish(snapshot.Finish(seconds, ok ? finished : 0));
+  }
   log::Info(fmt::format("cycle {}: {} addresses in {:.1f}s, {} listings, {} lookups could not tell{}",
                         outcome.completed ? "done" : "stopped early", outcome.addresses_done, seconds, listed, errors,
                         store_failures ? fmt::format(", {} state writes failed", store_failures) : ""));

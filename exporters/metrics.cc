@@ -4,6 +4,7 @@
 #include <set>
 #include <tuple>
 
+#include "agent/targets.h"
 #include "build_info.h"
 
 namespace repwatch {
@@ -129,7 +130,8 @@ bool MetricsSnapshot::Listing::operator<(const Listing& o) const {
   return std::tie(ip, zone, code, range) < std::tie(o.ip, o.zone, o.code, o.range);
 }
 
-SnapshotBuilder::SnapshotBuilder(const Config& config) : snap_(std::make_shared<MetricsSnapshot>()) {
+SnapshotBuilder::SnapshotBuilder(const Config& config)
+    : ranges_(config.ranges), snap_(std::make_shared<MetricsSnapshot>()) {
   for (const RangeConfig& range : config.ranges) {
     snap_->targets[range.name] = 0;
     for (const DnsblZone& zone : config.dnsbl) {
@@ -158,6 +160,26 @@ void SnapshotBuilder::Add(const IpReport& report) {
       if (codes.empty()) codes.insert("");
       for (const std::string& code : codes) snap_->listings.push_back({ip, r.zone, code, report.range});
     }
+  }
+}
+
+void SnapshotBuilder::UseStoredListings(const std::vector<StoredListing>& stored) {
+  if (!snap_) return;
+  snap_->listings.clear();
+  for (auto* counts : {&snap_->listed_ips, &snap_->allowlisted_ips})
+    for (auto& [key, n] : *counts) n = 0;
+  for (const StoredListing& l : stored) {
+    auto ip = IpAddress::Parse(l.ip);
+    const RangeConfig* range = ip.ok() ? RangeOf(ip.value(), ranges_) : nullptr;
+    if (!range || range->name != l.range) continue;
+    auto& counts = l.allowlist ? snap_->allowlisted_ips : snap_->listed_ips;
+    auto it = counts.find({l.zone, l.range});
+    if (it == counts.end()) continue;  // zone no longer configured for this range
+    ++it->second;
+    if (l.allowlist) continue;
+    std::set<std::string> codes(l.codes.begin(), l.codes.end());
+    if (codes.empty()) codes.insert("");
+    for (const std::string& code : codes) snap_->listings.push_back({l.ip, l.zone, code, l.range});
   }
 }
 

@@ -38,6 +38,7 @@
 
 #include "agent/config.h"
 #include "agent/dns_stats.h"
+#include "agent/state_store.h"
 #include "checks/report.h"
 
 namespace repwatch {
@@ -71,10 +72,17 @@ class SnapshotBuilder {
   // Counts the address under targets[range], and each of its DNSBL results.
   void Add(const IpReport& report);
   void SetCycle(const CycleReport& cycle);
+  // Replaces the listings and the listed / allow-listed counts with the stored
+  // ones. The store keeps a listing LISTED while its lookups end in `error`
+  // ("an error never clears"), so the per-IP series and the alerts built on them
+  // survive a resolver hiccup or an unhealthy zone. Stored rows for zones or
+  // ranges no longer configured, or addresses that left their range, are skipped.
+  void UseStoredListings(const std::vector<StoredListing>& stored);
   // success_unix: end of the last successful cycle (0: none yet, the metric is omitted).
   std::shared_ptr<const MetricsSnapshot> Finish(double cycle_duration_seconds, long long success_unix);
 
  private:
+  std::vector<RangeConfig> ranges_;  // a copy: the builder may outlive the Config it was made from
   std::shared_ptr<MetricsSnapshot> snap_;
 };
 

@@ -201,3 +201,47 @@ TEST_CASE("MetricsExporter: scrapes while cycles publish", "[metrics]") {
 
 }  // namespace
 }  // namespace repwatch
+
+namespace repwatch {
+namespace {
+
+StoredListing Stored(std::string ip, std::string range, std::string zone, std::vector<std::string> codes,
+                     bool allowlist = false) {
+  StoredListing l;
+  l.ip = std::move(ip);
+  l.range = std::move(range);
+  l.zone = std::move(zone);
+  l.codes = std::move(codes);
+  l.allowlist = allowlist;
+  return l;
+}
+
+}  // namespace
+
+TEST_CASE("SnapshotBuilder: stored listings keep a listing whose lookup now errors", "[metrics]") {
+  SnapshotBuilder b(TestConfig());
+  // This cycle, 192.0.2.1's zen lookup timed out; the store still holds its listing.
+  b.Add(Report("192.0.2.1", "acme", {ZoneResult("zen.example", DnsblStatus::kError), ZoneResult("wl.example", DnsblStatus::kClean)}));
+  b.UseStoredListings({
+      Stored("192.0.2.1", "acme", "zen.example", {"127.0.0.2"}),
+      Stored("192.0.2.2", "acme", "wl.example", {"127.0.2.15"}, true),
+      Stored("192.0.2.3", "acme", "gone.example", {"127.0.0.2"}),   // zone left the config
+      Stored("198.51.100.1", "acme", "zen.example", {"127.0.0.2"}), // address left the range
+      Stored("192.0.2.3", "old-name", "zen.example", {"127.0.0.2"}), // range renamed
+  });
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  exporter.Publish(b.Finish(1, 1700000000));
+  const std::string text = Serialize(exporter);
+  INFO(text);
+  CHECK(Series(text, "repwatch_dnsbl_listed") ==
+        Lines{R"(repwatch_dnsbl_listed{ip="192.0.2.1",zone="zen.example",code="127.0.0.2",range="acme"} 1)"});
+  CHECK(Series(text, "repwatch_dnsbl_listed_ips") == Lines{R"(repwatch_dnsbl_listed_ips{zone="zen.example",range="acme"} 1)"});
+  CHECK(Series(text, "repwatch_dnsbl_error_ips") ==
+        Lines{R"(repwatch_dnsbl_error_ips{zone="wl.example",range="acme"} 0)",
+              R"(repwatch_dnsbl_error_ips{zone="wl.example",range="v6pool"} 0)",
+              R"(repwatch_dnsbl_error_ips{zone="zen.example",range="acme"} 1)"});
+  CHECK_THAT(text, Catch::Contains(R"(repwatch_dnsbl_allowlisted_ips{zone="wl.example",range="acme"} 1)"));
+}
+
+}  // namespace repwatch
