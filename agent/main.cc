@@ -1,5 +1,6 @@
 // repwatch command line: run (the daemon), check (one pass, nothing stored),
 // validate (config errors as file:line:col: message). Names fixed in DESIGN.md.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -93,6 +94,28 @@ int CheckCommand(const std::string& path, const std::vector<std::string>& args, 
   return outcome.completed ? 0 : 1;
 }
 
+// Publishes what the store knew at start-up, so listing series do not vanish (and
+// their alerts resolve) between a restart and the end of the first cycle.
+void PublishStoredState(const Config& config, const StateStore& store, MetricsExporter& exporter) {
+  auto listings = store.CurrentListings();
+  auto zones = store.ZoneHealths();
+  auto last_success = store.LastSuccessfulCycle();
+  if (!listings.ok() || !zones.ok() || !last_success.ok()) {
+    log::Error("cannot read the stored state for /metrics: " +
+               (!listings.ok() ? listings.error() : !zones.ok() ? zones.error() : last_success.error()));
+    return;
+  }
+  if (last_success.value() == 0) return;  // nothing stored yet
+  CycleReport stored;
+  for (const auto& z : zones.value())
+    if (std::any_of(config.dnsbl.begin(), config.dnsbl.end(), [&z](const DnsblZone& c) { return c.zone == z.zone; }))
+      stored.zones.push_back(z);
+  SnapshotBuilder snapshot(config);
+  snapshot.UseStoredListings(listings.value());
+  snapshot.SetCycle(stored);
+  exporter.Publish(snapshot.FinishRestored(last_success.value()));
+}
+
 // One daemon cycle: check everything, store it, publish metrics. Returns whether
 // the cycle completed (a stop request cuts it short).
 bool RunOneCycle(const Config& config, Scheduler& scheduler, const TargetSet& targets, StateStore& store,
@@ -155,6 +178,7 @@ int RunCommand(const std::string& path, bool once, std::string listen) {
   Scheduler scheduler(checks, *client.value(), clock);
 
   auto exporter = std::make_shared<MetricsExporter>(stats);
+  PublishStoredState(*config, *store.value(), *exporter);
   std::atomic<bool> ready{false};
   HttpServer server(listen.empty() ? config->agent.listen_address : listen);
   AddStandardRoutes(server, StandardRoutes{{exporter}, [&ready] { return ready.load(); }});

@@ -69,7 +69,16 @@ void AddZones(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
   out.push_back(std::move(health));
 }
 
+void AddLastSuccess(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
+  if (s.last_success_unix <= 0) return;
+  MetricFamily success = NewFamily("repwatch_last_cycle_success_timestamp_seconds",
+                                "Unix time the last successful cycle ended.", MetricType::Gauge);
+  AddSample(success, {}, static_cast<double>(s.last_success_unix));
+  out.push_back(std::move(success));
+}
+
 void AddCycle(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
+  if (s.restored) return AddLastSuccess(out, s);
   MetricFamily targets = NewFamily("repwatch_targets", "Addresses checked in the last cycle, per range.",
                                 MetricType::Gauge);
   for (const auto& [range, n] : s.targets) AddSample(targets, {{"range", range}}, static_cast<double>(n));
@@ -78,19 +87,16 @@ void AddCycle(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
                                  MetricType::Gauge);
   AddSample(duration, {}, s.cycle_duration_seconds);
   out.push_back(std::move(duration));
-  if (s.last_success_unix <= 0) return;
-  MetricFamily success = NewFamily("repwatch_last_cycle_success_timestamp_seconds",
-                                "Unix time the last successful cycle ended.", MetricType::Gauge);
-  AddSample(success, {}, static_cast<double>(s.last_success_unix));
-  out.push_back(std::move(success));
+  AddLastSuccess(out, s);
 }
 
 void AddSnapshot(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
   AddListings(out, s);
   AddPerZoneRange(out, "repwatch_dnsbl_listed_ips", "Addresses listed on a block list, per zone and range.",
                   s.listed_ips);
-  AddPerZoneRange(out, "repwatch_dnsbl_error_ips",
-                  "Addresses whose lookup ended in error (could not tell), per zone and range.", s.error_ips);
+  if (!s.restored)
+    AddPerZoneRange(out, "repwatch_dnsbl_error_ips",
+                    "Addresses whose lookup ended in error (could not tell), per zone and range.", s.error_ips);
   AddPerZoneRange(out, "repwatch_dnsbl_allowlisted_ips", "Addresses listed on an allow list, per zone and range.",
                   s.allowlisted_ips);
   AddZones(out, s);
@@ -195,6 +201,12 @@ std::shared_ptr<const MetricsSnapshot> SnapshotBuilder::Finish(double cycle_dura
   snap_->cycle_duration_seconds = cycle_duration_seconds;
   snap_->last_success_unix = success_unix;
   return std::move(snap_);
+}
+
+std::shared_ptr<const MetricsSnapshot> SnapshotBuilder::FinishRestored(long long last_success_unix) {
+  if (!snap_) return nullptr;
+  snap_->restored = true;
+  return Finish(0, last_success_unix);
 }
 
 MetricsExporter::MetricsExporter(const DnsStats& dns_stats) : dns_stats_(dns_stats) {}

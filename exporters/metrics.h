@@ -57,6 +57,10 @@ struct MetricsSnapshot {
   std::vector<ZoneHealthReport> zones;
   std::map<std::string, size_t> targets;         // addresses per range
   bool have_cycle = false;
+  // Built at start-up from the state store, before this process finished a cycle:
+  // listings, listed counts, zone health and the last success time are the stored
+  // ones; cycle duration, targets and error counts are omitted until a cycle ends.
+  bool restored = false;
   double cycle_duration_seconds = 0;
   long long last_success_unix = 0;
 };
@@ -78,6 +82,10 @@ class SnapshotBuilder {
   // survive a resolver hiccup or an unhealthy zone. Stored rows for zones or
   // ranges no longer configured, or addresses that left their range, are skipped.
   void UseStoredListings(const std::vector<StoredListing>& stored);
+  // The start-up snapshot (see MetricsSnapshot::restored), after UseStoredListings
+  // and SetCycle with the stored zone health. Keeps listing series (and the alerts
+  // on them) steady across a restart instead of vanishing until the first cycle ends.
+  std::shared_ptr<const MetricsSnapshot> FinishRestored(long long last_success_unix);
   // success_unix: end of the last successful cycle (0: none yet, the metric is omitted).
   std::shared_ptr<const MetricsSnapshot> Finish(double cycle_duration_seconds, long long success_unix);
 

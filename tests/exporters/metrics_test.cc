@@ -245,3 +245,30 @@ TEST_CASE("SnapshotBuilder: stored listings keep a listing whose lookup now erro
 }
 
 }  // namespace repwatch
+
+namespace repwatch {
+
+TEST_CASE("SnapshotBuilder: the start-up snapshot shows stored listings, not cycle numbers", "[metrics]") {
+  SnapshotBuilder b(TestConfig());
+  b.UseStoredListings({Stored("192.0.2.1", "acme", "zen.example", {"127.0.0.2", "127.0.0.4"})});
+  ZoneHealthReport zen;
+  zen.zone = "zen.example";
+  zen.ipv4 = ZoneHealth::kOk;
+  b.SetCycle(CycleReport{{zen}});
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  exporter.Publish(b.FinishRestored(1700000000));
+  const std::string text = Serialize(exporter);
+  INFO(text);
+  CHECK(Series(text, "repwatch_dnsbl_listed").size() == 2);
+  CHECK(Series(text, "repwatch_dnsbl_listed_ips") == Lines{R"(repwatch_dnsbl_listed_ips{zone="zen.example",range="acme"} 1)"});
+  CHECK(Series(text, "repwatch_dnsbl_zone_up") == Lines{R"(repwatch_dnsbl_zone_up{zone="zen.example"} 1)"});
+  CHECK(Series(text, "repwatch_last_cycle_success_timestamp_seconds") ==
+        Lines{"repwatch_last_cycle_success_timestamp_seconds 1700000000"});
+  // Not known until this process ends a cycle:
+  CHECK(Series(text, "repwatch_cycle_duration_seconds").empty());
+  CHECK(Series(text, "repwatch_targets").empty());
+  CHECK(Series(text, "repwatch_dnsbl_error_ips").empty());
+}
+
+}  // namespace repwatch
