@@ -94,10 +94,22 @@ int CheckCommand(const std::string& path, const std::vector<std::string>& args, 
   return outcome.completed ? 0 : 1;
 }
 
+// The stored listings of the addresses this agent's shard owns. After a resize the
+// store still holds rows for addresses another agent now watches; those are not ours
+// to export.
+Result<std::vector<StoredListing>> OwnedListings(const StateStore& store, const Shard& shard) {
+  auto listings = store.CurrentListings();
+  if (!listings.ok() || shard.all()) return listings;
+  std::vector<StoredListing> owned;
+  for (auto& l : listings.value())
+    if (auto ip = IpAddress::Parse(l.ip); ip.ok() && shard.Owns(ip.value())) owned.push_back(std::move(l));
+  return owned;
+}
+
 // Publishes what the store knew at start-up, so listing series do not vanish (and
 // their alerts resolve) between a restart and the end of the first cycle.
-void PublishStoredState(const Config& config, const StateStore& store, MetricsExporter& exporter) {
-  auto listings = store.CurrentListings();
+void PublishStoredState(const Config& config, const StateStore& store, const Shard& shard, MetricsExporter& exporter) {
+  auto listings = OwnedListings(store, shard);
   auto zones = store.ZoneHealths();
   auto last_success = store.LastSuccessfulCycle();
   if (!listings.ok() || !zones.ok() || !last_success.ok()) {
@@ -118,8 +130,8 @@ void PublishStoredState(const Config& config, const StateStore& store, MetricsEx
 
 // One daemon cycle: check everything, store it, publish metrics. Returns whether
 // the cycle completed (a stop request cuts it short).
-bool RunOneCycle(const Config& config, Scheduler& scheduler, const TargetSet& targets, StateStore& store,
-                 MetricsExporter& exporter, Clock& clock, std::chrono::nanoseconds spread) {
+bool RunOneCycle(const Config& config, Scheduler& scheduler, const TargetSet& targets, const Shard& shard,
+                 StateStore& store, MetricsExporter& exporter, Clock& clock, std::chrono::nanoseconds spread) {
   const long long started = UnixSeconds(clock.WallNow());
   if (Status s = store.BeginCycle(started); !s.ok()) log::Error(s.message());
   SnapshotBuilder snapshot(config);
@@ -146,7 +158,7 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, const TargetSet& ta
   if (Status s = store.EndCycle(finished, seconds, outcome.addresses_done, ok); !s.ok()) log::Error(s.message());
   if (outcome.completed) {
     // Listings come from the store: a listing whose lookups now end in error stays listed.
-    if (auto stored = store.CurrentListings(); stored.ok())
+    if (auto stored = OwnedListings(store, shard); stored.ok())
       snapshot.UseStoredListings(stored.value());
     else
       log::Error(stored.error());
@@ -158,7 +170,7 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, const TargetSet& ta
   return outcome.completed;
 }
 
-int RunCommand(const std::string& path, bool once, std::string listen) {
+int RunCommand(const std::string& path, bool once, std::string listen, const Shard& shard) {
   auto config = Load(path);
   if (!config) return 2;
   auto store = StateStore::Open(config->agent.state_dir);
@@ -173,12 +185,13 @@ int RunCommand(const std::string& path, bool once, std::string listen) {
     log::Error(client.error());
     return 1;
   }
-  const TargetSet targets = TargetSet::FromRanges(config->ranges);
+  TargetSet targets = TargetSet::FromRanges(config->ranges);
+  targets.Restrict(shard);
   auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock}, targets.families());
   Scheduler scheduler(checks, *client.value(), clock);
 
   auto exporter = std::make_shared<MetricsExporter>(stats);
-  PublishStoredState(*config, *store.value(), *exporter);
+  PublishStoredState(*config, *store.value(), shard, *exporter);
   std::atomic<bool> ready{false};
   HttpServer server(listen.empty() ? config->agent.listen_address : listen);
   AddStandardRoutes(server, StandardRoutes{{exporter}, [&ready] { return ready.load(); }});
@@ -190,8 +203,10 @@ int RunCommand(const std::string& path, bool once, std::string listen) {
     log::Error(s.message());
     return 1;
   }
-  log::Info(fmt::format("repwatch {} ({}) watching {} addresses against {} zones{}", build::kVersion,
-                        build::kRevision, targets.size(), config->dnsbl.size(),
+  log::Info(fmt::format("repwatch {} ({}) watching {} addresses{} against {} zones{}", build::kVersion,
+                        build::kRevision, targets.size(),
+                        shard.all() ? "" : fmt::format(" (shard {} of {})", shard.index, shard.count),
+                        config->dnsbl.size(),
                         serve ? "; listening on " + server.listen_address() : ""));
   InstallSignalHandlers();
 
@@ -202,7 +217,7 @@ int RunCommand(const std::string& path, bool once, std::string listen) {
     const auto cycle_start = clock.Now();
     const auto spread = first || once ? std::chrono::nanoseconds(0)
                                       : std::chrono::duration_cast<std::chrono::nanoseconds>(config->agent.interval * 0.9);
-    if (RunOneCycle(*config, scheduler, targets, *store.value(), *exporter, clock, spread)) ready = true;
+    if (RunOneCycle(*config, scheduler, targets, shard, *store.value(), *exporter, clock, spread)) ready = true;
     first = false;
     if (once) break;
     while (!g_stop && clock.Now() < cycle_start + config->agent.interval)
@@ -232,6 +247,9 @@ int main(int argc, char** argv) {
   add_common(run);
   run->add_flag("--once", once, "Run one full cycle, store it and exit (HTTP only with --web.listen-address)");
   run->add_option("--web.listen-address", listen, "HOST:PORT for /metrics and the API (default: [agent] listen_address)");
+  uint32_t shard_index = 0, shard_count = 1;
+  run->add_option("--shard.index", shard_index, "This agent's shard, 0..count-1 (e.g. the StatefulSet pod ordinal)");
+  run->add_option("--shard.count", shard_count, "Number of agents sharing the ranges (rendezvous hashing)");
   CLI::App* check = app.add_subcommand("check", "Check addresses once with every enabled check; stores nothing");
   add_common(check);
   check->add_flag("--json", json, "JSON Lines output (zone lines, then one line per address)");
@@ -241,7 +259,14 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   log::SetLevel(log_level);
-  if (*run) return RunCommand(config_file, once, listen);
+  if (*run) {
+    auto shard = Shard::Make(shard_index, shard_count);
+    if (!shard.ok()) {
+      std::cerr << shard.error() << "\n";
+      return 2;
+    }
+    return RunCommand(config_file, once, listen, shard.value());
+  }
   if (*check) return CheckCommand(config_file, targets, json);
   return ValidateCommand(config_file);
 }

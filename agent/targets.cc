@@ -31,7 +31,18 @@ Result<TargetSet> TargetSet::FromArguments(const std::vector<std::string>& args,
   return set;
 }
 
-Target TargetSet::At(size_t index) const {
+void TargetSet::Restrict(const Shard& shard) {
+  if (shard.all()) return;
+  std::vector<uint32_t> owned;
+  for (size_t i = 0; i < size_; ++i)
+    if (shard.Owns(AtUnrestricted(i).ip)) owned.push_back(static_cast<uint32_t>(i));
+  owned_ = std::move(owned);
+  restricted_ = true;
+}
+
+Target TargetSet::At(size_t index) const { return AtUnrestricted(restricted_ ? owned_[index] : index); }
+
+Target TargetSet::AtUnrestricted(size_t index) const {
   auto it = std::upper_bound(blocks_.begin(), blocks_.end(), index,
                              [](size_t i, const Block& b) { return i < b.first; });
   const Block& b = *std::prev(it);
@@ -55,8 +66,8 @@ std::set<Family> TargetSet::families() const {
 
 std::map<std::string, size_t> TargetSet::CountPerRange() const {
   std::map<std::string, size_t> out;
-  if (lookup_ranges_) {
-    for (size_t i = 0; i < size_; ++i)
+  if (lookup_ranges_ || restricted_) {
+    for (size_t i = 0; i < size(); ++i)
       if (const RangeConfig* r = At(i).range) ++out[r->name];
     return out;
   }
