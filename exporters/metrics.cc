@@ -70,6 +70,10 @@ void AddZones(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
 }
 
 void AddLastSuccess(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
+  MetricFamily interval = NewFamily("repwatch_cycle_interval_seconds", "The configured time between cycle starts.",
+                                 MetricType::Gauge);
+  AddSample(interval, {}, s.interval_seconds);
+  out.push_back(std::move(interval));
   if (s.last_success_unix <= 0) return;
   MetricFamily success = NewFamily("repwatch_last_cycle_success_timestamp_seconds",
                                 "Unix time the last successful cycle ended.", MetricType::Gauge);
@@ -138,6 +142,7 @@ bool MetricsSnapshot::Listing::operator<(const Listing& o) const {
 
 SnapshotBuilder::SnapshotBuilder(const Config& config)
     : ranges_(config.ranges), snap_(std::make_shared<MetricsSnapshot>()) {
+  snap_->interval_seconds = static_cast<double>(config.agent.interval.count());
   for (const RangeConfig& range : config.ranges) {
     snap_->targets[range.name] = 0;
     for (const DnsblZone& zone : config.dnsbl) {

@@ -63,6 +63,7 @@ struct MetricsSnapshot {
   bool restored = false;
   double cycle_duration_seconds = 0;
   long long last_success_unix = 0;
+  double interval_seconds = 0;                   // [agent] interval, for "no cycle in 3 intervals" alerts
 };
 
 // Accumulates one cycle's reports into a snapshot. Seeds every configured

@@ -114,6 +114,7 @@ TEST_CASE("MetricsExporter: exact series for a small snapshot", "[metrics]") {
   CHECK(Series(text, "repwatch_targets") ==
         Lines{R"(repwatch_targets{range="acme"} 3)", R"(repwatch_targets{range="v6pool"} 1)"});
   CHECK(Series(text, "repwatch_cycle_duration_seconds") == Lines{"repwatch_cycle_duration_seconds 12.5"});
+  CHECK(Series(text, "repwatch_cycle_interval_seconds") == Lines{"repwatch_cycle_interval_seconds 3600"});
   CHECK(Series(text, "repwatch_last_cycle_success_timestamp_seconds") ==
         Lines{"repwatch_last_cycle_success_timestamp_seconds 1700000000"});
 }
