@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "builders.h"
 #include "fakes.h"
 
 using namespace repwatch;
@@ -38,13 +39,6 @@ class RecordingCheck final : public Check {
   Resolver& resolver_;
   Clock& clock_;
 };
-
-RangeConfig Range(const std::string& name, std::vector<std::string> cidrs) {
-  RangeConfig r;
-  r.name = name;
-  for (const auto& c : cidrs) r.cidrs.push_back(Cidr::Parse(c).value());
-  return r;
-}
 
 }  // namespace
 

@@ -3,19 +3,11 @@
 #include <catch2/catch.hpp>
 
 #include "agent/targets.h"
+#include "builders.h"
 
 using namespace repwatch;
 
-namespace {
-
-RangeConfig Range(const std::string& name, std::vector<std::string> cidrs) {
-  RangeConfig r;
-  r.name = name;
-  for (const auto& c : cidrs) r.cidrs.push_back(Cidr::Parse(c).value());
-  return r;
-}
-
-}  // namespace
+using repwatch::testing::Range;
 
 TEST_CASE("shards of the ranges cover every address exactly once, evenly", "[shard]") {
   const std::vector<RangeConfig> ranges = {Range("a", {"198.18.0.0/16"}), Range("b", {"2001:db8::/116"})};
