@@ -9,16 +9,11 @@
 
 #include <toml++/toml.h>
 
+#include "agent/text.h"
 #include "build_info.h"
 
 namespace repwatch {
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // Strict dotted quad: four decimal octets, no leading zeros, nothing else.
 std::optional<uint32_t> ParseQuad(std::string_view s) {
@@ -132,7 +127,7 @@ CatalogueEntry Reader::Entry(const toml::table& t, size_t index) {
   for (const auto& [k, v] : t)
     if (!kEntryKeys.count(k.str())) Error(k.source(), where + ": unknown key '" + std::string(k.str()) + "'");
   CatalogueEntry e;
-  e.zone = Lower(String(t, "zone", where, true));
+  e.zone = AsciiLower(String(t, "zone", where, true));
   if (!e.zone.empty()) where = "zone \"" + e.zone + "\"";
   if (auto problem = ZoneNameProblem(e.zone); problem && !e.zone.empty())
     Error(t.get("zone")->source(), where + ": " + *problem);
@@ -217,7 +212,7 @@ const Catalogue& Catalogue::BuiltIn() {
 }
 
 const CatalogueEntry* Catalogue::Find(std::string_view zone) const {
-  const std::string key = Lower(zone);
+  const std::string key = AsciiLower(zone);
   for (const CatalogueEntry& e : entries_)
     if (e.zone == key) return &e;
   return nullptr;

@@ -15,6 +15,8 @@
 
 #include <toml++/toml.h>
 
+#include "agent/text.h"
+
 namespace repwatch {
 namespace {
 
@@ -30,12 +32,6 @@ const std::set<std::string, std::less<>> kPublicResolvers = {
     "2606:4700:4700::1001", "2620:fe::fe"};
 
 std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string_view TypeName(const toml::node& n) {
   switch (n.type()) {
@@ -175,6 +171,7 @@ class Loader {
   void RangeCidrs(const toml::table& t, std::string_view where, RangeConfig& r);
   void RangeOptional(const toml::table& t, std::string_view where, RangeConfig& r);
   void Overlaps();
+  void Enabled(const toml::table& root, std::string_view section, bool& enabled);
   void Alerts(const toml::table& root);
 
   std::string path_;
@@ -422,7 +419,7 @@ std::optional<DnsblZone> Loader::Zone(const toml::table& t, std::string_view whe
   if (!at) Error(t.source(), std::string(where) + ": missing 'zone'");
   else if (at->is_string() && z.zone.empty()) Error(at->source(), std::string(where) + ".zone is empty");
   if (z.zone.empty()) return std::nullopt;
-  z.zone = Lower(z.zone);
+  z.zone = AsciiLower(z.zone);
   if (z.zone.ends_with(".dq.spamhaus.net") && !z.zone.starts_with("{key}.")) {
     Error(at->source(), "Spamhaus DQS zones take the key as the first label: write \"{key}.<zone>.dq.spamhaus.net\" "
                         "and set key_env or key_file, so the key stays out of the config and the metrics");
@@ -492,11 +489,28 @@ void Loader::RangeOptional(const toml::table& t, std::string_view where, RangeCo
   for (const toml::node* s : StringArray(t, "spf_domains", w + ".spf_domains")) {
     const std::string& d = s->as_string()->get();
     if (auto problem = HostNameProblem(d)) Error(s->source(), w + ".spf_domains: " + Quote(d) + " is not a domain: " + *problem);
-    else r.spf_domains.push_back(Lower(d));
+    else r.spf_domains.push_back(AsciiLower(d));
   }
   String(t, "helo", w + ".helo", r.helo);
-  if (auto problem = r.helo.empty() ? std::nullopt : HostNameProblem(r.helo))
-    Error(t.get("helo")->source(), w + ".helo " + Quote(r.helo) + " is not a host name: " + *problem);
+  r.helo = AsciiLower(r.helo);
+  if (!r.helo.empty()) {
+    // "{ptr}" is filled in per address; check the rest with a stand-in name.
+    std::string probe = r.helo;
+    for (size_t p = probe.find("{ptr}"); p != std::string::npos; p = probe.find("{ptr}"))
+      probe.replace(p, 5, "ptr.example");
+    if (auto problem = HostNameProblem(probe))
+      Error(t.get("helo")->source(), w + ".helo " + Quote(r.helo) + " is not a host name: " + *problem +
+                                         " (\"{ptr}\" may stand for the PTR name)");
+  }
+  String(t, "expected_ptr", w + ".expected_ptr", r.expected_ptr);
+  r.expected_ptr = AsciiLower(r.expected_ptr);
+  if (!r.expected_ptr.empty()) {
+    std::string probe = r.expected_ptr;
+    std::replace(probe.begin(), probe.end(), '*', 'x');
+    if (auto problem = HostNameProblem(probe))
+      Error(t.get("expected_ptr")->source(), w + ".expected_ptr " + Quote(r.expected_ptr) +
+                                                 " is not a name pattern: " + *problem + " ('*' matches any characters)");
+  }
   if (const toml::node* n = t.get("warmup_start")) {
     std::optional<std::string> date;
     if (n->is_string()) date = ParseDate(n->as_string()->get());
@@ -522,7 +536,8 @@ void Loader::RangeOptional(const toml::table& t, std::string_view where, RangeCo
 }
 
 void Loader::Range(const toml::table& t, std::string_view where, RangeConfig& r) {
-  CheckKeys(t, {"name", "cidrs", "spf_domains", "helo", "warmup_start", "warmup_schedule", "labels"}, "[ranges]");
+  CheckKeys(t, {"name", "cidrs", "spf_domains", "helo", "expected_ptr", "warmup_start", "warmup_schedule", "labels"},
+            "[ranges]");
   r.pos = Pos(t.source());
   String(t, "name", std::string(where) + ".name", r.name);
   if (!t.get("name")) Error(t.source(), std::string(where) + ": missing 'name'");
@@ -574,6 +589,14 @@ void Loader::Overlaps() {
   }
 }
 
+void Loader::Enabled(const toml::table& root, std::string_view section, bool& enabled) {
+  const toml::table* t = Section(root, section);
+  if (!t) return;
+  CheckKeys(*t, {"enabled"}, section);
+  if (auto n = Typed(*t, "enabled", std::string(section) + ".enabled", toml::node_type::boolean, "true or false"))
+    enabled = n->as_boolean()->get();
+}
+
 void Loader::Alerts(const toml::table& root) {
   const toml::table* t = Section(root, "alerts");
   if (!t) return;
@@ -584,7 +607,8 @@ void Loader::Alerts(const toml::table& root) {
 
 Result<Config> Loader::Run(const toml::table& root) {
   for (const auto& [k, v] : root) {
-    static const std::set<std::string, std::less<>> kSections = {"agent", "dns", "dnsbl", "ranges", "alerts"};
+    static const std::set<std::string, std::less<>> kSections = {"agent",  "dns", "dnsbl",
+                                                                      "ranges", "fcrdns", "spf", "alerts"};
     if (kSections.count(k.str())) continue;
     if (v.is_table() || v.is_array_of_tables())
       Error(k.source(), "unknown section [" + std::string(k.str()) + "] (not supported by this release)");
@@ -595,6 +619,8 @@ Result<Config> Loader::Run(const toml::table& root) {
   Dns(root);
   Dnsbl(root);
   Ranges(root);
+  Enabled(root, "fcrdns", config_.fcrdns.enabled);
+  Enabled(root, "spf", config_.spf.enabled);
   Alerts(root);
   if (config_.agent.instance.empty()) {
     char host[256] = {};

@@ -64,11 +64,22 @@ struct RangeConfig {
   std::string name;
   std::vector<Cidr> cidrs;
   std::vector<std::string> spf_domains;
-  std::string helo;                            // optional
+  std::string helo;                            // optional; "{ptr}" stands for the address's PTR name
+  std::string expected_ptr;                    // optional glob ("*.out.acme.example"); '*' = one or more chars
   std::optional<std::string> warmup_start;     // "YYYY-MM-DD"
   std::string warmup_schedule;
   std::map<std::string, std::string> labels;   // [ranges.labels] free-form, for routing
   SourcePos pos;
+};
+
+// [fcrdns]: forward-confirmed reverse DNS, generic PTR names and HELO, for every address.
+struct FcrdnsConfig {
+  bool enabled = true;
+};
+
+// [spf]: RFC 7208 check_host() for every address and each of its range's spf_domains.
+struct SpfConfig {
+  bool enabled = true;
 };
 
 struct AlertsConfig {
@@ -82,6 +93,8 @@ struct Config {
   DnsConfig dns;
   std::vector<DnsblZone> dnsbl;
   std::vector<RangeConfig> ranges;
+  FcrdnsConfig fcrdns;
+  SpfConfig spf;
   AlertsConfig alerts;
   std::vector<ConfigIssue> warnings;  // e.g. a dead or redundant zone; never fatal
 };

@@ -515,7 +515,10 @@ Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
   auto found = q.Bind(1, text).Step();
   if (!found.ok()) return found.status();
   if (!found.value()) return std::optional<IpReport>();
-  IpReport report{ip, q.Text(0), std::vector<DnsblZoneResult>{}};
+  IpReport report;
+  report.ip = ip;
+  report.range = q.Text(0);
+  report.dnsbl.emplace();
   q.Reset();
 
   std::map<std::string, DnsblZoneResult, std::less<>> rows;

@@ -22,10 +22,14 @@ struct Target {
   const RangeConfig* range = nullptr;  // never null for addresses from the config
 };
 
-// The seams a check may use.
+// The seams a check may use. `resolver` is for per-address questions; `shared`,
+// when set, is the cycle cache (agent/dns_cache.h) for names many addresses ask
+// about (SPF records, HELO names). Both are served by the same Poll loop.
 struct CheckEnv {
   Resolver& resolver;
   Clock& clock;
+  Resolver* shared = nullptr;
+  Resolver& SharedResolver() const { return shared ? *shared : resolver; }
 };
 
 class Check {

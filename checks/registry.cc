@@ -1,10 +1,12 @@
 // The check registry: config section name -> factory. Adding a check kind means
 // one new file in checks/ and one entry here.
+#include <algorithm>
 #include <functional>
 #include <string_view>
 
 #include "checks/check.h"
 #include "checks/dnsbl.h"
+#include "checks/fcrdns.h"
 
 namespace repwatch {
 namespace {
@@ -21,6 +23,8 @@ const std::vector<CheckKind>& Kinds() {
        [](const Config& c, CheckEnv env, const std::set<Family>& f) {
          return std::make_unique<DnsblCheck>(c, env, f);
        }},
+      {"fcrdns", [](const Config& c) { return c.fcrdns.enabled; },
+       [](const Config&, CheckEnv env, const std::set<Family>&) { return std::make_unique<FcrdnsCheck>(env); }},
   };
   return kinds;
 }

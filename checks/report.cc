@@ -1,5 +1,7 @@
 #include "checks/report.h"
 
+#include <algorithm>
+
 namespace repwatch {
 
 std::string_view DnsblStatusName(DnsblStatus s) {
@@ -34,6 +36,43 @@ ZoneHealth ZoneHealthReport::ForFamily(Family f) const {
   const std::optional<ZoneHealth>& h = f == Family::kIpv4 ? ipv4 : ipv6;
   // A family never probed has no verdict: treat as not answering rather than ok.
   return h.value_or(ZoneHealth::kNotAnswering);
+}
+
+std::string_view FcrdnsResultName(FcrdnsResult r) {
+  switch (r) {
+    case FcrdnsResult::kPass: return "pass";
+    case FcrdnsResult::kFail: return "fail";
+    case FcrdnsResult::kNoPtr: return "no_ptr";
+    case FcrdnsResult::kTempError: return "temperror";
+  }
+  return "temperror";
+}
+
+std::string_view HeloProblemName(HeloProblem p) {
+  switch (p) {
+    case HeloProblem::kNotFqdn: return "not_fqdn";
+    case HeloProblem::kNoAddress: return "no_address";
+    case HeloProblem::kWrongAddress: return "wrong_address";
+    case HeloProblem::kPtrMismatch: return "ptr_mismatch";
+    case HeloProblem::kTempError: return "temperror";
+  }
+  return "temperror";
+}
+
+Verdict FcrdnsReport::verdict() const {
+  if (result == FcrdnsResult::kTempError) return Verdict::kError;
+  if (result != FcrdnsResult::kPass || generic || !expected_ptr_ok) return Verdict::kProblem;
+  if (!helo) return Verdict::kOk;
+  const auto& p = helo->problems;
+  if (std::any_of(p.begin(), p.end(), [](HeloProblem x) { return x != HeloProblem::kTempError; }))
+    return Verdict::kProblem;
+  return p.empty() ? Verdict::kOk : Verdict::kError;
+}
+
+Verdict SpfDomainResult::verdict() const {
+  if (result == "pass") return Verdict::kOk;
+  if (result == "temperror") return Verdict::kError;
+  return Verdict::kProblem;
 }
 
 }  // namespace repwatch

@@ -43,11 +43,52 @@ struct ZoneHealthReport {
   ZoneHealth ForFamily(Family f) const;       // health that applies to addresses of family f
 };
 
+// Forward-confirmed reverse DNS (domain-facts §3) and HELO.
+enum class FcrdnsResult { kPass, kFail, kNoPtr, kTempError };
+std::string_view FcrdnsResultName(FcrdnsResult r);  // "pass" | "fail" | "no_ptr" | "temperror"
+
+// What is wrong with the HELO name, each named on its own.
+enum class HeloProblem { kNotFqdn, kNoAddress, kWrongAddress, kPtrMismatch, kTempError };
+std::string_view HeloProblemName(HeloProblem p);  // "not_fqdn" | "no_address" | "wrong_address" | "ptr_mismatch" | "temperror"
+
+struct HeloReport {
+  std::string name;                    // as announced: the range's helo ({ptr} filled in) or the PTR name
+  std::vector<HeloProblem> problems;   // empty: the HELO is fine
+  std::string detail;                  // the problems in words
+  bool ok() const { return problems.empty(); }
+};
+
+struct FcrdnsReport {
+  FcrdnsResult result = FcrdnsResult::kTempError;
+  std::vector<std::string> ptr;        // PTR names (lowercase, no trailing dot), at most 10
+  std::string confirmed;               // the PTR name whose forward lookup gave the address back
+  bool generic = false;                // a PTR name looks like a dynamic / generic pool name
+  std::string generic_reason;          // which name, and why
+  std::string expected_ptr;            // the range's pattern, empty when none is set
+  bool expected_ptr_ok = true;         // some PTR name matches the pattern
+  std::optional<HeloReport> helo;      // absent when there is no HELO name to check
+  std::string reason;                  // why the result is not pass, for people
+
+  // A problem when the result is fail / no_ptr, the name is generic or unexpected,
+  // or the HELO has a problem other than temperror; error when the result is temperror.
+  Verdict verdict() const;
+};
+
+struct SpfDomainResult {
+  std::string domain;
+  std::string result;                  // RFC 7208 result name: "pass", "fail", ..., "permerror"
+  std::string reason;                  // what decided it, for people
+  std::vector<std::string> permissive; // terms authorising the whole Internet, "<term> in <domain>"
+  Verdict verdict() const;             // pass -> ok, temperror -> error, anything else -> problem
+};
+
 // One address's results from one pass of every enabled check.
 struct IpReport {
   IpAddress ip;
   std::string range;
   std::optional<std::vector<DnsblZoneResult>> dnsbl;  // absent when the check is disabled
+  std::optional<FcrdnsReport> fcrdns;
+  std::optional<std::vector<SpfDomainResult>> spf;    // one per spf_domains entry of the range
 };
 
 // Cycle-level results (not tied to one address).

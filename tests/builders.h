@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "checks/report.h"
 
 namespace repwatch::testing {
 
@@ -14,6 +15,15 @@ inline RangeConfig Range(const std::string& name, const std::vector<std::string>
   r.name = name;
   for (const auto& c : cidrs) r.cidrs.push_back(Cidr::Parse(c).value());
   return r;
+}
+
+// An address's report carrying only DNSBL results.
+inline IpReport DnsblReport(const IpAddress& ip, std::string range, std::vector<DnsblZoneResult> results) {
+  IpReport report;
+  report.ip = ip;
+  report.range = std::move(range);
+  report.dnsbl = std::move(results);
+  return report;
 }
 
 }  // namespace repwatch::testing

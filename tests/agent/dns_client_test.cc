@@ -3,6 +3,7 @@
 #include "agent/dns_client.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -672,7 +673,7 @@ TEST_CASE("max_qps paces sending", "[dns]") {
   config.max_qps = 200;
   Harness h(config);
   int done = 0;
-  for (int i = 0; i < 100; ++i) h.client->Query("q" + std::to_string(i) + ".example", rrtype::kA, [&](DnsResponse&&) { ++done; });
+  for (int i = 0; i < 100; ++i) h.client->Query(fmt::format("q{}.example", i), rrtype::kA, [&](DnsResponse&&) { ++done; });
   const auto start = std::chrono::steady_clock::now();
   h.Drain();
   const auto took = std::chrono::steady_clock::now() - start;
@@ -688,7 +689,7 @@ TEST_CASE("max_qps_per_server paces each server (manual clock)", "[dns]") {
   DnsConfig config = Config({a.server(), b.server()});
   config.max_qps_per_server = 10;  // burst of one each
   Harness h(config, &clock);
-  for (int i = 0; i < 10; ++i) h.client->Query("p" + std::to_string(i) + ".example", rrtype::kA, [](DnsResponse&&) {});
+  for (int i = 0; i < 10; ++i) h.client->Query(fmt::format("p{}.example", i), rrtype::kA, [](DnsResponse&&) {});
   h.client->Poll(0ms);
   CHECK(h.stats.attempts == 2);  // one per server
   h.client->Poll(0ms);
@@ -712,7 +713,7 @@ TEST_CASE("max_in_flight bounds the questions outstanding", "[dns]") {
   config.max_in_flight = 8;
   Harness h(config);
   int done = 0;
-  for (int i = 0; i < 64; ++i) h.client->Query("f" + std::to_string(i) + ".example", rrtype::kA, [&](DnsResponse&&) { ++done; });
+  for (int i = 0; i < 64; ++i) h.client->Query(fmt::format("f{}.example", i), rrtype::kA, [&](DnsResponse&&) { ++done; });
   CHECK(h.client->Pending() == 64);
   h.Drain();
   CHECK(done == 64);
@@ -726,7 +727,7 @@ TEST_CASE("IDs in flight are unique and spread", "[dns]") {
   config.sockets = 1;
   config.max_in_flight = 128;
   Harness h(config);
-  for (int i = 0; i < 128; ++i) h.client->Query("u" + std::to_string(i) + ".example", rrtype::kA, [](DnsResponse&&) {});
+  for (int i = 0; i < 128; ++i) h.client->Query(fmt::format("u{}.example", i), rrtype::kA, [](DnsResponse&&) {});
   h.Drain();
   const auto ids = server.ids();
   REQUIRE(ids.size() == 128);
@@ -762,7 +763,7 @@ TEST_CASE("destroying the client with questions pending is clean", "[dns]") {
     return tcp ? std::vector<Packet>{} : std::vector<Packet>{{Reply(q, 0, {}, true)}};
   });
   Harness h(Config({server.server()}));
-  for (int i = 0; i < 300; ++i) h.client->Query("d" + std::to_string(i) + ".example", rrtype::kA, [](DnsResponse&&) {});
+  for (int i = 0; i < 300; ++i) h.client->Query(fmt::format("d{}.example", i), rrtype::kA, [](DnsResponse&&) {});
   h.client->Poll(10ms);
   h.client->Poll(10ms);
   h.client.reset();

@@ -1,5 +1,7 @@
 #include "agent/state_store.h"
 
+#include "builders.h"
+
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -57,7 +59,7 @@ DnsblZoneResult Failed(const std::string& zone) {
 }
 
 IpReport Report(const char* ip, std::vector<DnsblZoneResult> results) {
-  return IpReport{Ip(ip), "acme-out", std::move(results)};
+  return testing::DnsblReport(Ip(ip), "acme-out", std::move(results));
 }
 
 std::unique_ptr<StateStore> OpenStore(const std::string& dir) {
@@ -284,7 +286,7 @@ TEST_CASE("StateStore records clean addresses fast", "[state][.bench]") {
     auto start = std::chrono::steady_clock::now();
     const std::clock_t cpu_start = std::clock();
     REQUIRE(store->BeginCycle(1000 + cycle).ok());
-    IpReport report{IpAddress(), "bench", zones};
+    IpReport report = testing::DnsblReport(IpAddress(), "bench", zones);
     int failures = 0;
     for (uint32_t i = 0; i < kAddresses; ++i) {
       report.ip = IpAddress::V4(base + i);

@@ -1,5 +1,7 @@
 #include "exporters/metrics.h"
 
+#include "builders.h"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -44,7 +46,7 @@ DnsblZoneResult ZoneResult(const std::string& zone, DnsblStatus status, std::vec
 }
 
 IpReport Report(const char* ip, std::string range, std::vector<DnsblZoneResult> results) {
-  return IpReport{IpAddress::Parse(ip).value(), std::move(range), std::move(results)};
+  return testing::DnsblReport(IpAddress::Parse(ip).value(), std::move(range), std::move(results));
 }
 
 std::shared_ptr<const MetricsSnapshot> SmallSnapshot() {
