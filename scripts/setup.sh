@@ -16,6 +16,7 @@ BUILD_PACKAGES=(
 LAB_PACKAGES=(
   rbldnsd dnsperf prometheus iproute2 util-linux
   ldnsutils dnsutils python3 curl sqlite3 time
+  unbound python3-yaml python3-spf
 )
 
 missing_packages() {
@@ -36,7 +37,8 @@ main() {
     exec sudo -- bash "$(readlink -f "$0")" "$@"
   fi
   echo "setup: installing ${missing[*]}"
-  # Package scripts must never start daemons on the host (prometheus, rbldnsd):
+  # Package scripts must never start daemons on the host (prometheus, rbldnsd,
+  # unbound, which would try to reach the root servers):
   # the lab starts its own servers, in a namespace, and stops them by PID.
   local policy=/usr/sbin/policy-rc.d ours=0
   if [[ ! -e $policy ]]; then
