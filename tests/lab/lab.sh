@@ -177,6 +177,29 @@ lab_rbldnsd() {
   LAB_LAST_PID=$pid
 }
 
+# lab_unbound CONF ADDR:PORT: starts unbound in the foreground (-d, no pidfile
+# of its own: -p) with CONF, which must listen on ADDR:PORT and never recurse
+# off the machine (local-data only, forward-zone to loopback, no remote
+# control), and waits until it answers. Stopped by PID with the rest of the lab.
+# Sets LAB_LAST_PID.
+lab_unbound() {
+  local conf=$1 listen=$2
+  local addr=${listen%:*} port=${listen##*:}
+  local name="unbound-$addr-$port"
+  unbound-checkconf "$conf" >"$LAB_DIR/$name.checkconf.log" 2>&1 ||
+    lab_die "unbound-checkconf $conf: $(tail -n 5 "$LAB_DIR/$name.checkconf.log")"
+  lab_spawn "$name" unbound -d -p -c "$conf"
+  local pid=$LAB_LAST_PID
+  local deadline=$((SECONDS + 20))
+  # version.server is answered by unbound itself, whatever the configured data.
+  until dig +short +time=1 +tries=1 @"$addr" -p "$port" version.server CH TXT 2>/dev/null | grep -q .; do
+    lab_alive "$pid" || lab_die "unbound on $listen exited (see $name.log)"
+    ((SECONDS < deadline)) || lab_die "unbound on $listen did not answer within 20s"
+    sleep 0.1
+  done
+  LAB_LAST_PID=$pid
+}
+
 # lab_http_code URL: prints the HTTP status (000 when nothing answers).
 lab_http_code() {
   curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" 2>/dev/null || true
