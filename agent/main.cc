@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "agent/config.h"
+#include "agent/dns_cache.h"
 #include "agent/dns_client.h"
 #include "agent/log.h"
 #include "agent/scheduler.h"
@@ -76,8 +77,9 @@ int CheckCommand(const std::string& path, const std::vector<std::string>& args, 
     std::cerr << client.error() << "\n";
     return 1;
   }
-  auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock}, targets.value().families());
-  Scheduler scheduler(checks, *client.value(), clock);
+  CachingResolver cache(*client.value(), clock);
+  auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock, &cache}, targets.value().families());
+  Scheduler scheduler(checks, cache, clock);
   CycleOptions options;
   options.stop = &g_stop;
   options.on_cycle_begun = [json](const CycleReport& cycle) {
@@ -130,9 +132,11 @@ void PublishStoredState(const Config& config, const StateStore& store, const Sha
 
 // One daemon cycle: check everything, store it, publish metrics. Returns whether
 // the cycle completed (a stop request cuts it short).
-bool RunOneCycle(const Config& config, Scheduler& scheduler, const TargetSet& targets, const Shard& shard,
-                 StateStore& store, MetricsExporter& exporter, Clock& clock, std::chrono::nanoseconds spread) {
+bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& cache, const TargetSet& targets,
+                 const Shard& shard, StateStore& store, MetricsExporter& exporter, Clock& clock,
+                 std::chrono::nanoseconds spread) {
   const long long started = UnixSeconds(clock.WallNow());
+  cache.Clear();  // each cycle sees the DNS as it is now
   if (Status s = store.BeginCycle(started); !s.ok()) log::Error(s.message());
   SnapshotBuilder snapshot(config);
   size_t listed = 0, errors = 0, store_failures = 0;
@@ -187,8 +191,9 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
   }
   TargetSet targets = TargetSet::FromRanges(config->ranges);
   targets.Restrict(shard);
-  auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock}, targets.families());
-  Scheduler scheduler(checks, *client.value(), clock);
+  CachingResolver cache(*client.value(), clock);
+  auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock, &cache}, targets.families());
+  Scheduler scheduler(checks, cache, clock);
 
   auto exporter = std::make_shared<MetricsExporter>(stats);
   PublishStoredState(*config, *store.value(), shard, *exporter);
@@ -217,7 +222,7 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
     const auto cycle_start = clock.Now();
     const auto spread = first || once ? std::chrono::nanoseconds(0)
                                       : std::chrono::duration_cast<std::chrono::nanoseconds>(config->agent.interval * 0.9);
-    if (RunOneCycle(*config, scheduler, targets, shard, *store.value(), *exporter, clock, spread)) ready = true;
+    if (RunOneCycle(*config, scheduler, cache, targets, shard, *store.value(), *exporter, clock, spread)) ready = true;
     first = false;
     if (once) break;
     while (!g_stop && clock.Now() < cycle_start + config->agent.interval)

@@ -27,7 +27,37 @@ nlohmann::ordered_json IpReportJson(const IpReport& report) {
     }
     j["dnsbl"] = std::move(list);
   }
+  if (report.fcrdns) j["fcrdns"] = FcrdnsJson(*report.fcrdns);
+  if (report.spf) j["spf"] = SpfJson(*report.spf);
   return j;
+}
+
+nlohmann::ordered_json FcrdnsJson(const FcrdnsReport& r) {
+  using J = nlohmann::ordered_json;
+  J j = {{"result", FcrdnsResultName(r.result)},
+         {"ptr", r.ptr},
+         {"confirmed", r.confirmed.empty() ? J(nullptr) : J(r.confirmed)},
+         {"generic", r.generic}};
+  if (r.generic) j["generic_reason"] = r.generic_reason;
+  if (!r.expected_ptr.empty()) j["expected_ptr"] = {{"pattern", r.expected_ptr}, {"ok", r.expected_ptr_ok}};
+  if (r.helo) {
+    J problems = J::array();
+    for (HeloProblem p : r.helo->problems) problems.push_back(HeloProblemName(p));
+    j["helo"] = {{"name", r.helo->name}, {"ok", r.helo->ok()}, {"problems", std::move(problems)}};
+    if (!r.helo->detail.empty()) j["helo"]["detail"] = r.helo->detail;
+  }
+  if (r.result != FcrdnsResult::kPass) j["reason"] = r.reason;
+  return j;
+}
+
+nlohmann::ordered_json SpfJson(const std::vector<SpfDomainResult>& results) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const auto& r : results) {
+    nlohmann::ordered_json d = {{"domain", r.domain}, {"result", r.result}, {"reason", r.reason}};
+    if (!r.permissive.empty()) d["permissive"] = r.permissive;
+    list.push_back(std::move(d));
+  }
+  return list;
 }
 
 std::string ZoneHealthTable(const std::vector<ZoneHealthReport>& zones) {
@@ -36,7 +66,36 @@ std::string ZoneHealthTable(const std::vector<ZoneHealthReport>& zones) {
   return out;
 }
 
-std::string IpReportTableHeader() { return fmt::format("{:<40} {:<16} {:<8} {}\n", "IP", "RANGE", "DNSBL", "DETAIL"); }
+std::string IpReportTableHeader() {
+  return fmt::format("{:<40} {:<16} {:<8} {:<10} {:<10} {}\n", "IP", "RANGE", "DNSBL", "FCRDNS", "SPF", "DETAIL");
+}
+
+namespace {
+
+// The FCrDNS column and what it adds to DETAIL.
+std::pair<std::string, std::vector<std::string>> FcrdnsCell(const FcrdnsReport& r) {
+  std::vector<std::string> notes;
+  if (r.result != FcrdnsResult::kPass) notes.push_back(r.reason);
+  if (r.generic) notes.push_back("generic PTR: " + r.generic_reason);
+  if (!r.expected_ptr_ok) notes.push_back(fmt::format("no PTR name matches {}", r.expected_ptr));
+  if (r.helo && !r.helo->ok()) notes.push_back(r.helo->detail);
+  std::string cell(FcrdnsResultName(r.result));
+  if (r.result == FcrdnsResult::kPass && r.verdict() == Verdict::kProblem) cell = "pass*";
+  return {cell, notes};
+}
+
+std::pair<std::string, std::vector<std::string>> SpfCell(const std::vector<SpfDomainResult>& results) {
+  std::vector<std::string> notes;
+  size_t pass = 0;
+  for (const auto& r : results) {
+    if (r.result == "pass") ++pass;
+    else notes.push_back(fmt::format("SPF {} {}: {}", r.domain, r.result, r.reason));
+    for (const auto& p : r.permissive) notes.push_back(fmt::format("SPF {} authorises everyone: {}", r.domain, p));
+  }
+  return {fmt::format("{}/{} pass", pass, results.size()), notes};
+}
+
+}  // namespace
 
 std::string IpReportTableRow(const IpReport& report) {
   std::vector<std::string> listed, allowed, errors;
@@ -52,13 +111,29 @@ std::string IpReportTableRow(const IpReport& report) {
       errors.push_back(r.zone);
     }
   }
-  const char* status = !listed.empty() ? "LISTED" : !errors.empty() ? "error" : "clean";
+  const char* status = !report.dnsbl ? "-" : !listed.empty() ? "LISTED" : !errors.empty() ? "error" : "clean";
   std::string detail;
   if (!listed.empty()) detail += fmt::format("{}", fmt::join(listed, ", "));
   if (!allowed.empty()) detail += fmt::format("{}allow-listed: {}", detail.empty() ? "" : "; ", fmt::join(allowed, ", "));
   if (!errors.empty()) detail += fmt::format("{}could not tell: {}", detail.empty() ? "" : "; ", fmt::join(errors, ", "));
-  return fmt::format("{:<40} {:<16} {:<8} {}\n", report.ip.ToString(), report.range.empty() ? "-" : report.range,
-                     status, detail);
+  std::string fcrdns = "-", spf = "-";
+  std::vector<std::string> notes;
+  if (report.fcrdns) {
+    auto [cell, more] = FcrdnsCell(*report.fcrdns);
+    fcrdns = cell;
+    notes.insert(notes.end(), more.begin(), more.end());
+  }
+  if (report.spf) {
+    auto [cell, more] = SpfCell(*report.spf);
+    spf = cell;
+    notes.insert(notes.end(), more.begin(), more.end());
+  }
+  for (const auto& n : notes) {
+    if (!detail.empty()) detail += "; ";
+    detail += n;
+  }
+  return fmt::format("{:<40} {:<16} {:<8} {:<10} {:<10} {}\n", report.ip.ToString(),
+                     report.range.empty() ? "-" : report.range, status, fcrdns, spf, detail);
 }
 
 }  // namespace repwatch
