@@ -1065,6 +1065,10 @@ def parse_metrics(text, problems):
     return samples
 
 
+def fmt_series(fam, key):
+    return fam + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(dict(key).items())) + "}"
+
+
 def expected_metrics(lab):
     """{family: {label tuple: value}} for the per-IP and per-range families."""
     per_ip = {k: {} for k in ("repwatch_fcrdns_failing", "repwatch_ptr_generic", "repwatch_ptr_unexpected",
@@ -1120,21 +1124,21 @@ def cmd_verify_metrics(args):
         for labels, value in by_name.get(fam, []):
             key = tuple(sorted(labels.items()))
             if key in got:
-                problems.add(f"{fam}{labels} appears twice")
+                problems.add(f"{fmt_series(fam, labels.items())} appears twice")
             got[key] = value
         want = {tuple(sorted(k)): v for k, v in want.items()}
         for key, v in sorted(want.items()):
             if is_loose(key):
                 continue
             if key not in got:
-                problems.add(f"missing {fam}{dict(key)} ({lab.note(dict(key)['ip'])})")
+                problems.add(f"missing {fmt_series(fam, key)} ({lab.note(dict(key)['ip'])})")
             elif got[key] != v:
-                problems.add(f"{fam}{dict(key)} = {got[key]:g}, want {v}")
+                problems.add(f"{fmt_series(fam, key)} = {got[key]:g}, want {v}")
         for key in sorted(got):
             if key not in want and not (is_loose(key) and dict(key).get("result") in
                                         ALSO_ACCEPTED[dict(key)["domain"]]):
                 ip = dict(key).get("ip", "")
-                problems.add(f"unexpected {fam}{dict(key)} ({lab.note(ip)})")
+                problems.add(f"unexpected {fmt_series(fam, key)} ({lab.note(ip)})")
     for fam, want in counts.items():
         got = {}
         for labels, value in by_name.get(fam, []):
@@ -1144,10 +1148,10 @@ def cmd_verify_metrics(args):
             if is_loose(key):
                 continue
             if got.get(key, 0) != v:
-                problems.add(f"{fam}{dict(key)} = {got.get(key, '<absent>')}, want {v}")
+                problems.add(f"{fmt_series(fam, key)} = {got.get(key, '<absent>')}, want {v}")
         for key, v in sorted(got.items()):
             if key not in want and v != 0 and not is_loose(key):
-                problems.add(f"{fam}{dict(key)} = {v:g}, want 0 or absent")
+                problems.add(f"{fmt_series(fam, key)} = {v:g}, want 0 or absent")
     got_perm = {}
     for labels, value in by_name.get("repwatch_spf_permissive", []):
         got_perm.setdefault(labels.get("domain"), []).append(labels.get("term", ""))
