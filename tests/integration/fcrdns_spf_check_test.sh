@@ -31,6 +31,7 @@ python3 "$DNSDATA" fixture "$DATA" --dns "$DNS_ADDR:$DNS_PORT" \
 mapfile -t targets < <(python3 "$DNSDATA" targets "$DATA")
 lab_spawn blackhole python3 "$DNSDATA" blackhole "$DEAD_ADDR:$DEAD_PORT"
 lab_unbound "$DATA/unbound.conf" "$DNS_ADDR:$DNS_PORT"
+UNBOUND_PID=$LAB_LAST_PID
 lab_log "unbound serves the FCrDNS/SPF data on $DNS_ADDR:$DNS_PORT; dead zones go to $DEAD_ADDR:$DEAD_PORT"
 
 # The lab itself first: a broken lab must not look like a broken agent.
@@ -53,6 +54,6 @@ lab_check "repwatch check finished within 30s (${took}s)" test "$took" -le 30
 lab_check "check --json output matches the DNS data exactly" \
   python3 "$DNSDATA" verify-check "$DATA" <"$LAB_DIR/check.jsonl"
 lab_check "check stored nothing in state_dir" test ! -e "$LAB_DIR/state/repwatch.db"
-lab_check "unbound is still running" lab_alive "${LAB_PIDS[1]}"
+lab_check "unbound is still running" lab_alive "$UNBOUND_PID"
 
 lab_summary

@@ -33,6 +33,7 @@ python3 "$DNSDATA" fixture "$DATA" --dns "$DNS_ADDR:$DNS_PORT" \
   --blackhole "$DEAD_ADDR:$DEAD_PORT" --state-dir "$STATE" --interval 1h
 lab_spawn blackhole python3 "$DNSDATA" blackhole "$DEAD_ADDR:$DEAD_PORT"
 lab_unbound "$DATA/unbound.conf" "$DNS_ADDR:$DNS_PORT"
+UNBOUND_PID=$LAB_LAST_PID
 lab_check "lab: unbound answers every name as the fixture says" python3 "$DNSDATA" verify-lab "$DATA"
 
 promtool_clean() {
@@ -79,6 +80,6 @@ t0=$SECONDS
 timeout 60 "$REPWATCH" run --once --config.file="$DATA/repwatch.toml" \
   >"$LAB_DIR/once.log" 2>&1 || once_rc=$?
 lab_check "run --once completes a cycle and exits 0 (rc=$once_rc, $((SECONDS - t0))s)" test "$once_rc" = 0
-lab_check "unbound is still running" lab_alive "${LAB_PIDS[1]}"
+lab_check "unbound is still running" lab_alive "$UNBOUND_PID"
 
 lab_summary
