@@ -794,7 +794,8 @@ def cmd_verify_lab(args):
         questions.add((ip.reverse_pointer, "PTR"))
     questions |= {("nx1.void.spf.example", "A"), ("nothing.example", "A"),
                   ("x.dead.example", "A"), ("spf.dead.example", "TXT"),
-                  ("alpha.plain.example", "AAAA")}
+                  ("alpha.plain.example", "AAAA"), ("spf.example", "TXT"),     # empty non-terminal
+                  ("mac.spf.example", "A"), ("nx.mac.spf.example", "A")}
     problems = Problems()
 
     def one(q):
