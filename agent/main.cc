@@ -86,7 +86,8 @@ int CheckCommand(const std::string& path, const std::vector<std::string>& args, 
     if (json) {
       for (const auto& z : cycle.zones) std::cout << ZoneHealthJson(z).dump() << "\n";
     } else {
-      std::cout << ZoneHealthTable(cycle.zones) << "\n" << IpReportTableHeader();
+      if (!cycle.zones.empty()) std::cout << ZoneHealthTable(cycle.zones) << "\n";
+      std::cout << IpReportTableHeader();
     }
   };
   auto outcome = scheduler.RunCycle(targets.value(), options, [json](IpReport&& r) {

@@ -212,26 +212,33 @@ void FcrdnsCheck::CheckIp(const Target& target, IpReport* report, Done done) {
       r.reason = fmt::format("no PTR record at {}{}", a.canonical,
                              a.response.status == DnsStatus::kNxDomain ? " (NXDOMAIN)" : " (no PTR in the answer)");
     }
-    Forward(work);
-    Helo(work);
+    Forward(work);  // then Helo(), once we know which PTR name confirms
   });
 }
 
 void FcrdnsCheck::Forward(const std::shared_ptr<Work>& work) {
   const uint16_t qtype = work->target.ip.is_v4() ? rrtype::kA : rrtype::kAaaa;
   work->forward.resize(work->r.ptr.size());
+  if (work->r.ptr.empty()) return Helo(work);
   work->outstanding += work->r.ptr.size();
   for (size_t i = 0; i < work->r.ptr.size(); ++i) {
     FollowCnames(env_.resolver, work->r.ptr[i], qtype, [this, work, i](FollowedAnswer a) {
       work->forward[i] = JudgeForward(work->target.ip, work->r.ptr[i], a);
-      if (--work->outstanding == 0) Finish(work);
+      if (--work->outstanding == 0) Helo(work);
     });
   }
 }
 
 void FcrdnsCheck::Helo(const std::shared_ptr<Work>& work) {
   FcrdnsReport& r = work->r;
-  const std::string ptr_name = r.ptr.empty() ? "" : r.ptr.front();
+  // The confirming PTR name, else the first: a stale extra PTR must not become the HELO.
+  std::string ptr_name = r.ptr.empty() ? "" : r.ptr.front();
+  for (size_t i = 0; i < r.ptr.size(); ++i) {
+    if (work->forward[i].confirmed) {
+      ptr_name = r.ptr[i];
+      break;
+    }
+  }
   std::string name = work->target.range ? work->target.range->helo : "";
   if (name.find("{ptr}") != std::string::npos && ptr_name.empty()) name.clear();
   for (size_t p = name.find("{ptr}"); p != std::string::npos; p = name.find("{ptr}")) name.replace(p, 5, ptr_name);
@@ -275,6 +282,7 @@ void FcrdnsCheck::Finish(const std::shared_ptr<Work>& work) {
     for (const std::string& name : r.ptr) {
       if (auto why = GenericPtrReason(ip, name)) {
         r.generic = true;
+        r.generic_name = name;
         r.generic_reason = fmt::format("{} {}", name, *why);
         break;
       }

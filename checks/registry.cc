@@ -7,6 +7,7 @@
 #include "checks/check.h"
 #include "checks/dnsbl.h"
 #include "checks/fcrdns.h"
+#include "checks/spf.h"
 
 namespace repwatch {
 namespace {
@@ -25,6 +26,12 @@ const std::vector<CheckKind>& Kinds() {
        }},
       {"fcrdns", [](const Config& c) { return c.fcrdns.enabled; },
        [](const Config&, CheckEnv env, const std::set<Family>&) { return std::make_unique<FcrdnsCheck>(env); }},
+      {"spf",
+       [](const Config& c) {
+         return c.spf.enabled && std::any_of(c.ranges.begin(), c.ranges.end(),
+                                             [](const RangeConfig& r) { return !r.spf_domains.empty(); });
+       },
+       [](const Config&, CheckEnv env, const std::set<Family>&) { return std::make_unique<SpfCheck>(env); }},
   };
   return kinds;
 }

@@ -63,6 +63,7 @@ struct FcrdnsReport {
   std::vector<std::string> ptr;        // PTR names (lowercase, no trailing dot), at most 10
   std::string confirmed;               // the PTR name whose forward lookup gave the address back
   bool generic = false;                // a PTR name looks like a dynamic / generic pool name
+  std::string generic_name;            // the PTR name judged generic
   std::string generic_reason;          // which name, and why
   std::string expected_ptr;            // the range's pattern, empty when none is set
   bool expected_ptr_ok = true;         // some PTR name matches the pattern

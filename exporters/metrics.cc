@@ -10,6 +10,15 @@
 namespace repwatch {
 namespace {
 
+constexpr const char* kFcrdnsFailing = "repwatch_fcrdns_failing";
+constexpr const char* kPtrGeneric = "repwatch_ptr_generic";
+constexpr const char* kPtrUnexpected = "repwatch_ptr_unexpected";
+constexpr const char* kHeloProblem = "repwatch_helo_problem";
+constexpr const char* kFcrdnsIps = "repwatch_fcrdns_ips";
+constexpr const char* kSpfUnauthorized = "repwatch_spf_unauthorized";
+constexpr const char* kSpfIps = "repwatch_spf_ips";
+constexpr const char* kSpfPermissive = "repwatch_spf_permissive";
+
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
@@ -21,6 +30,21 @@ bool ZoneServesRange(ZoneFamily zone, const RangeConfig& range) {
     return zone == ZoneFamily::kBoth || (zone == ZoneFamily::kIpv4) == c.network().is_v4();
   });
 }
+
+// FCrDNS and SPF families: per-address problem series and counts per range.
+struct MetricHelp {
+  std::string_view name, help;
+};
+constexpr MetricHelp kCheckMetrics[] = {
+    {kFcrdnsFailing, "1 while the address's reverse DNS is not forward-confirmed (result fail or no_ptr)."},
+    {kPtrGeneric, "1 while a PTR name of the address looks generic or dynamic (IP digits, pool keywords)."},
+    {kPtrUnexpected, "1 while no PTR name of the address matches its range's expected_ptr pattern."},
+    {kHeloProblem, "1 per problem with the HELO name the address announces."},
+    {kFcrdnsIps, "Addresses per FCrDNS result in the last cycle, per range."},
+    {kSpfUnauthorized, "1 while the domain's SPF policy does not authorise the address (any result but pass)."},
+    {kSpfIps, "Addresses per SPF result in the last cycle, per range and domain."},
+    {kSpfPermissive, "1 for an SPF record term that authorises (nearly) the whole Internet."},
+};
 
 MetricFamily NewFamily(std::string name, std::string help, MetricType type) {
   return MetricFamily{std::move(name), std::move(help), type, {}};
@@ -94,8 +118,26 @@ void AddCycle(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
   AddLastSuccess(out, s);
 }
 
+Labels ToLabels(const MetricsSnapshot::LabelSet& set) {
+  Labels labels;
+  for (const auto& [name, value] : set) labels.push_back({name, value});
+  return labels;
+}
+
+void AddChecks(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
+  for (const MetricHelp& m : kCheckMetrics) {
+    MetricFamily f = NewFamily(std::string(m.name), std::string(m.help), MetricType::Gauge);
+    if (auto it = s.problems.find(m.name); it != s.problems.end())
+      for (const auto& labels : it->second) AddSample(f, ToLabels(labels), 1);
+    if (auto it = s.counts.find(m.name); it != s.counts.end())
+      for (const auto& [labels, n] : it->second) AddSample(f, ToLabels(labels), static_cast<double>(n));
+    out.push_back(std::move(f));
+  }
+}
+
 void AddSnapshot(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
   AddListings(out, s);
+  if (!s.restored) AddChecks(out, s);
   AddPerZoneRange(out, "repwatch_dnsbl_listed_ips", "Addresses listed on a block list, per zone and range.",
                   s.listed_ips);
   if (!s.restored)
@@ -151,12 +193,50 @@ SnapshotBuilder::SnapshotBuilder(const Config& config)
       (zone.entry.kind == ZoneKind::kAllow ? snap_->allowlisted_ips : snap_->listed_ips)[key] = 0;
       snap_->error_ips[key] = 0;
     }
+    // Zero counts for every result, so "how many fail" is 0 rather than absent.
+    if (config.fcrdns.enabled)
+      for (const char* result : {"pass", "fail", "no_ptr", "temperror"})
+        snap_->counts[kFcrdnsIps][{{"range", range.name}, {"result", result}}] = 0;
+    if (config.spf.enabled)
+      for (const std::string& domain : range.spf_domains)
+        for (const char* result : {"pass", "fail", "softfail", "neutral", "none", "permerror", "temperror"})
+          snap_->counts[kSpfIps][{{"range", range.name}, {"domain", domain}, {"result", result}}] = 0;
+  }
+}
+
+void SnapshotBuilder::AddFcrdns(const IpReport& report, const FcrdnsReport& r) {
+  const std::string ip = report.ip.ToString();
+  ++snap_->counts[kFcrdnsIps][{{"range", report.range}, {"result", std::string(FcrdnsResultName(r.result))}}];
+  auto problem = [&](const char* name, MetricsSnapshot::LabelSet labels) {
+    labels["ip"] = ip;
+    labels["range"] = report.range;
+    snap_->problems[name].push_back(std::move(labels));
+  };
+  if (r.result == FcrdnsResult::kFail || r.result == FcrdnsResult::kNoPtr)
+    problem(kFcrdnsFailing, {{"result", std::string(FcrdnsResultName(r.result))}});
+  if (r.generic) problem(kPtrGeneric, {{"ptr", r.generic_name}});
+  if (!r.expected_ptr_ok && !r.ptr.empty()) problem(kPtrUnexpected, {{"ptr", r.ptr.front()}});
+  if (r.helo)
+    for (HeloProblem p : r.helo->problems)
+      if (p != HeloProblem::kTempError)
+        problem(kHeloProblem, {{"helo", r.helo->name}, {"problem", std::string(HeloProblemName(p))}});
+}
+
+void SnapshotBuilder::AddSpf(const IpReport& report, const std::vector<SpfDomainResult>& results) {
+  for (const SpfDomainResult& r : results) {
+    ++snap_->counts[kSpfIps][{{"range", report.range}, {"domain", r.domain}, {"result", r.result}}];
+    if (r.verdict() == Verdict::kProblem)
+      snap_->problems[kSpfUnauthorized].push_back(
+          {{"ip", report.ip.ToString()}, {"range", report.range}, {"domain", r.domain}, {"result", r.result}});
+    for (const std::string& term : r.permissive) permissive_.insert({r.domain, term});
   }
 }
 
 void SnapshotBuilder::Add(const IpReport& report) {
   if (!snap_) return;
   ++snap_->targets[report.range];
+  if (report.fcrdns) AddFcrdns(report, *report.fcrdns);
+  if (report.spf) AddSpf(report, *report.spf);
   if (!report.dnsbl) return;
   const std::string ip = report.ip.ToString();
   for (const DnsblZoneResult& r : *report.dnsbl) {
@@ -202,6 +282,8 @@ std::shared_ptr<const MetricsSnapshot> SnapshotBuilder::Finish(double cycle_dura
                                                                long long success_unix) {
   if (!snap_) return nullptr;
   std::sort(snap_->listings.begin(), snap_->listings.end());
+  for (const auto& [domain, term] : permissive_)
+    snap_->problems[kSpfPermissive].push_back({{"domain", domain}, {"term", term}});
   snap_->have_cycle = true;
   snap_->cycle_duration_seconds = cycle_duration_seconds;
   snap_->last_success_unix = success_unix;

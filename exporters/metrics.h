@@ -14,6 +14,15 @@
 //   repwatch_dnsbl_allowlisted_ips{zone,range}        gauge, addresses listed on an allow list
 //   repwatch_dnsbl_zone_up{zone}                      gauge 1 when the zone's health is ok, else 0
 //   repwatch_dnsbl_zone_health{zone,family,health}    gauge 1, the health per address family probed
+//   repwatch_fcrdns_failing{ip,range,result}          gauge 1 while FCrDNS fails (result fail | no_ptr)
+//   repwatch_ptr_generic{ip,range,ptr}                gauge 1 while a PTR name looks generic / dynamic
+//   repwatch_ptr_unexpected{ip,range,ptr}             gauge 1 while no PTR name matches the range's expected_ptr
+//   repwatch_helo_problem{ip,range,helo,problem}      gauge 1 per HELO problem (not_fqdn | no_address |
+//                                                     wrong_address | ptr_mismatch)
+//   repwatch_fcrdns_ips{range,result}                 gauge, addresses per FCrDNS result (pass ... temperror)
+//   repwatch_spf_unauthorized{ip,range,domain,result} gauge 1 while SPF does not pass (temperror excluded)
+//   repwatch_spf_ips{range,domain,result}             gauge, addresses per SPF result
+//   repwatch_spf_permissive{domain,term}              gauge 1 for a record term authorising the whole Internet
 //   repwatch_targets{range}                           gauge, addresses checked in the last cycle
 //   repwatch_cycle_duration_seconds                   gauge, the last cycle
 //   repwatch_last_cycle_success_timestamp_seconds     gauge, omitted until a cycle succeeded
@@ -29,6 +38,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +66,11 @@ struct MetricsSnapshot {
   std::map<ZoneRange, size_t> allowlisted_ips;   // allow lists: addresses listed (good)
   std::vector<ZoneHealthReport> zones;
   std::map<std::string, size_t> targets;         // addresses per range
+  // FCrDNS / SPF: per-address series (only for addresses with a problem) and counts,
+  // keyed by metric name, then by the full label set.
+  using LabelSet = std::map<std::string, std::string>;
+  std::map<std::string, std::vector<LabelSet>, std::less<>> problems;
+  std::map<std::string, std::map<LabelSet, size_t>, std::less<>> counts;
   bool have_cycle = false;
   // Built at start-up from the state store, before this process finished a cycle:
   // listings, listed counts, zone health and the last success time are the stored
@@ -74,7 +89,7 @@ struct MetricsSnapshot {
 class SnapshotBuilder {
  public:
   explicit SnapshotBuilder(const Config& config);
-  // Counts the address under targets[range], and each of its DNSBL results.
+  // Counts the address under targets[range], and each of its DNSBL, FCrDNS and SPF results.
   void Add(const IpReport& report);
   void SetCycle(const CycleReport& cycle);
   // Replaces the listings and the listed / allow-listed counts with the stored
@@ -91,8 +106,12 @@ class SnapshotBuilder {
   std::shared_ptr<const MetricsSnapshot> Finish(double cycle_duration_seconds, long long success_unix);
 
  private:
+  void AddFcrdns(const IpReport& report, const FcrdnsReport& r);
+  void AddSpf(const IpReport& report, const std::vector<SpfDomainResult>& results);
+
   std::vector<RangeConfig> ranges_;  // a copy: the builder may outlive the Config it was made from
   std::shared_ptr<MetricsSnapshot> snap_;
+  std::set<std::pair<std::string, std::string>> permissive_;  // (domain, term), once each
 };
 
 class MetricsExporter final : public prometheus::Collectable {

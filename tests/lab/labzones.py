@@ -129,6 +129,9 @@ def write_config(path, lab, state_dir, interval, dns_extra):
         "attempts = 2",
     ]
     out += [f"{k} = {v}" for k, v in dns_extra]
+    # rbldnsd serves only the DNSBL zones; reverse DNS and SPF have their own lab
+    # (unbound, tests/lab/dnsdata.py).
+    out += ["", "[fcrdns]", "enabled = false", "", "[spf]", "enabled = false"]
     for zone in lab["zones"]:
         out += ["", "[[dnsbl]]", f'zone = "{zone["zone"]}"', f'family = "{zone["family"]}"']
     for rng in lab["ranges"]:
