@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +13,8 @@
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
+
+#include "checks/report_json.h"
 
 namespace repwatch {
 namespace {
@@ -45,14 +48,21 @@ CREATE TABLE cycles (
   duration_seconds REAL NOT NULL, addresses INTEGER NOT NULL, success INTEGER NOT NULL
 );
 )sql",
+    // 2: the latest FCrDNS and SPF sections per address, as their check --json form.
+    R"sql(
+ALTER TABLE ips ADD COLUMN fcrdns TEXT;
+ALTER TABLE ips ADD COLUMN spf TEXT;
+)sql",
 };
 constexpr int kSchemaVersion = std::size(kMigrations);
 
 // The statements prepared once per connection, by name (the name appears in errors).
 const std::map<std::string, const char*> kWriteSql = {
     {"upsert ip",
-     "INSERT INTO ips (ip, range, last_checked) VALUES (?1, ?2, ?3) ON CONFLICT (ip) "
-     "DO UPDATE SET range = excluded.range, last_checked = excluded.last_checked"},
+     "INSERT INTO ips (ip, range, last_checked, fcrdns, spf) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (ip) "
+     "DO UPDATE SET range = excluded.range, last_checked = excluded.last_checked, fcrdns = excluded.fcrdns, "
+     "spf = excluded.spf"},
+    {"read checks", "SELECT fcrdns, spf FROM ips WHERE ip = ?1"},
     {"read rows", "SELECT zone, status, first_seen FROM dnsbl_state WHERE ip = ?1"},
     {"ips with rows", "SELECT DISTINCT ip FROM dnsbl_state"},
     {"put row",
@@ -80,7 +90,7 @@ const std::map<std::string, const char*> kReadSql = {
      "SELECT s.ip, i.range, s.zone, s.codes, s.meanings, s.txt, s.delist_url, s.allowlist, "
      "s.first_seen, s.last_seen, s.error FROM dnsbl_state s JOIN ips i USING (ip) "
      "WHERE s.status = 'listed' ORDER BY s.ip, s.zone"},
-    {"read ip", "SELECT range FROM ips WHERE ip = ?1"},
+    {"read ip", "SELECT range, fcrdns, spf FROM ips WHERE ip = ?1"},
     {"read ip rows",
      "SELECT zone, status, allowlist, codes, meanings, txt, delist_url, error "
      "FROM dnsbl_state WHERE ip = ?1"},
@@ -134,6 +144,11 @@ class Stmt {
   }
   Stmt& Bind(int i, double v) {
     sqlite3_bind_double(s_, i, v);
+    return *this;
+  }
+  Stmt& BindOptional(int i, const std::optional<std::string>& v) {
+    if (v) return Bind(i, std::string_view(*v));
+    sqlite3_bind_null(s_, i);
     return *this;
   }
   Stmt& Bind(int i, const std::optional<ZoneHealth>& h) {
@@ -289,6 +304,8 @@ class StateStore::Impl {
     ips_with_rows.clear();
   }
   Result<Rows> ReadRows(const std::string& ip);
+  Result<std::pair<std::optional<std::string>, std::optional<std::string>>> CheckSections(const std::string& ip,
+                                                                                       const IpReport& report);
   Status RecordIpLocked(const IpReport& report, long long now);
   Status Apply(const std::string& ip, const std::string& range, const DnsblZoneResult& r,
                const std::optional<Row>& old, long long now);
@@ -392,7 +409,15 @@ Status StateStore::RecordIp(const IpReport& report, long long now) {
 Status StateStore::Impl::RecordIpLocked(const IpReport& report, long long now) {
   Connection& db = *writer;
   const std::string ip = report.ip.ToString();
-  Status s = db["upsert ip"].Bind(1, ip).Bind(2, report.range).Bind(3, now).Run();
+  auto sections = CheckSections(ip, report);
+  if (!sections.ok()) return sections.status();
+  Status s = db["upsert ip"]
+                 .Bind(1, ip)
+                 .Bind(2, report.range)
+                 .Bind(3, now)
+                 .BindOptional(4, sections.value().first)
+                 .BindOptional(5, sections.value().second)
+                 .Run();
   if (!s.ok() || !report.dnsbl) return s;
 
   auto rows = ReadRows(ip);
@@ -404,6 +429,40 @@ Status StateStore::Impl::RecordIpLocked(const IpReport& report, long long now) {
     if (Status st = Apply(ip, report.range, r, old, now); !st.ok()) return st;
   }
   return Status::Ok();
+}
+
+// The fcrdns and spf columns for a report. A section that ended in error keeps the
+// stored problem it would otherwise overwrite: an error never clears.
+Result<std::pair<std::optional<std::string>, std::optional<std::string>>> StateStore::Impl::CheckSections(
+    const std::string& ip, const IpReport& report) {
+  std::optional<FcrdnsReport> fcrdns = report.fcrdns;
+  std::optional<std::vector<SpfDomainResult>> spf = report.spf;
+  const bool fcrdns_error = fcrdns && fcrdns->verdict() == Verdict::kError;
+  const bool spf_error = spf && std::any_of(spf->begin(), spf->end(), [](const SpfDomainResult& r) {
+                           return r.verdict() == Verdict::kError;
+                         });
+  if (fcrdns_error || spf_error) {
+    Stmt& read = (*writer)["read checks"];
+    read.Bind(1, ip);
+    auto row = read.Step();
+    if (!row.ok()) return row.status();
+    if (row.value()) {
+      if (fcrdns_error && !read.IsNull(0))
+        if (auto old = FcrdnsFromJson(nlohmann::json::parse(read.Text(0), nullptr, false));
+            old && old->verdict() == Verdict::kProblem)
+          fcrdns = std::move(old);
+      if (spf_error && !read.IsNull(1))
+        if (auto old = SpfFromJson(nlohmann::json::parse(read.Text(1), nullptr, false)))
+          for (SpfDomainResult& r : *spf)
+            for (const SpfDomainResult& o : *old)
+              if (r.verdict() == Verdict::kError && o.domain == r.domain && o.verdict() == Verdict::kProblem) r = o;
+      read.Reset();
+    }
+  }
+  std::pair<std::optional<std::string>, std::optional<std::string>> out;
+  if (fcrdns) out.first = FcrdnsJson(*fcrdns).dump();
+  if (spf) out.second = SpfJson(*spf).dump();
+  return out;
 }
 
 Result<Rows> StateStore::Impl::ReadRows(const std::string& ip) {
@@ -519,6 +578,14 @@ Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
   report.ip = ip;
   report.range = q.Text(0);
   report.dnsbl.emplace();
+  if (!q.IsNull(1)) {
+    report.fcrdns = FcrdnsFromJson(nlohmann::json::parse(q.Text(1), nullptr, false));
+    if (!report.fcrdns) return Status::Error(db.path() + ": ips.fcrdns of " + text + " is not valid");
+  }
+  if (!q.IsNull(2)) {
+    report.spf = SpfFromJson(nlohmann::json::parse(q.Text(2), nullptr, false));
+    if (!report.spf) return Status::Error(db.path() + ": ips.spf of " + text + " is not valid");
+  }
   q.Reset();
 
   std::map<std::string, DnsblZoneResult, std::less<>> rows;

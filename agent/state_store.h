@@ -1,7 +1,10 @@
 // StateStore: repwatch's durable state in SQLite (<state_dir>/repwatch.db, WAL mode).
 // Survives restarts; nothing is ever silently dropped. Only sparse state is kept,
 // so a clean /16 × 30 lists costs one row per address, not one per lookup:
-//  - ips:            one row per address checked: range, last_checked
+//  - ips:            one row per address checked: range, last_checked, and the latest
+//                    fcrdns and spf sections in their check --json form (NULL when
+//                    the check is disabled); a section ending in error keeps the
+//                    stored problem it would replace
 //  - dnsbl_state:    one row per (ip, zone) that is NOT clean (listed or error),
 //                    with codes, meanings, txt, error, first_seen, last_seen
 //                    (first/last seen of the current listing; an `error` result

@@ -5,9 +5,11 @@
 namespace repwatch {
 
 void SpfCheck::CheckIp(const Target& target, IpReport* report, Done done) {
+  // An address whose range sends for no domain gets an empty list: checked, nothing to say.
+  report->spf.emplace();
   if (!target.range || target.range->spf_domains.empty()) return done();
   const auto& domains = target.range->spf_domains;
-  report->spf.emplace(domains.size());
+  report->spf->resize(domains.size());
   auto remaining = std::make_shared<size_t>(domains.size());
   auto shared_done = std::make_shared<Done>(std::move(done));
   // %{h} is the configured HELO; a "{ptr}" template is not known here, so the domain stands in.

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "checks/report_json.h"
+
 namespace repwatch {
 
 nlohmann::ordered_json ZoneHealthJson(const ZoneHealthReport& zone) {
@@ -30,34 +32,6 @@ nlohmann::ordered_json IpReportJson(const IpReport& report) {
   if (report.fcrdns) j["fcrdns"] = FcrdnsJson(*report.fcrdns);
   if (report.spf) j["spf"] = SpfJson(*report.spf);
   return j;
-}
-
-nlohmann::ordered_json FcrdnsJson(const FcrdnsReport& r) {
-  using J = nlohmann::ordered_json;
-  J j = {{"result", FcrdnsResultName(r.result)},
-         {"ptr", r.ptr},
-         {"confirmed", r.confirmed.empty() ? J(nullptr) : J(r.confirmed)},
-         {"generic", r.generic}};
-  if (r.generic) j["generic_reason"] = r.generic_reason;
-  if (!r.expected_ptr.empty()) j["expected_ptr"] = {{"pattern", r.expected_ptr}, {"ok", r.expected_ptr_ok}};
-  if (r.helo) {
-    J problems = J::array();
-    for (HeloProblem p : r.helo->problems) problems.push_back(HeloProblemName(p));
-    j["helo"] = {{"name", r.helo->name}, {"ok", r.helo->ok()}, {"problems", std::move(problems)}};
-    if (!r.helo->detail.empty()) j["helo"]["detail"] = r.helo->detail;
-  }
-  if (r.result != FcrdnsResult::kPass) j["reason"] = r.reason;
-  return j;
-}
-
-nlohmann::ordered_json SpfJson(const std::vector<SpfDomainResult>& results) {
-  nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const auto& r : results) {
-    nlohmann::ordered_json d = {{"domain", r.domain}, {"result", r.result}, {"reason", r.reason}};
-    if (!r.permissive.empty()) d["permissive"] = r.permissive;
-    list.push_back(std::move(d));
-  }
-  return list;
 }
 
 std::string ZoneHealthTable(const std::vector<ZoneHealthReport>& zones) {

@@ -14,13 +14,9 @@ namespace repwatch {
 // {"kind":"zone","zone":Z,"health":H, "ipv4":H?, "ipv6":H?, "detail":D?}
 nlohmann::ordered_json ZoneHealthJson(const ZoneHealthReport& zone);
 // {"kind":"ip","ip":IP,"range":NAME|null,"dnsbl":[{"zone","status","codes","meanings","txt","error",...}]}
-//  plus "fcrdns":{...} and "spf":[...] when those checks ran.
+//  plus "fcrdns":{...} and "spf":[...] when those checks ran (checks/report_json.h).
 nlohmann::ordered_json IpReportJson(const IpReport& report);
-// {"result","ptr","confirmed","generic","generic_reason"?,"expected_ptr"?:{"pattern","ok"},
-//  "helo"?:{"name","ok","problems":[...],"detail"?},"reason"? (when not pass)}
-nlohmann::ordered_json FcrdnsJson(const FcrdnsReport& report);
-// [{"domain","result","reason","permissive"?:[...]}]
-nlohmann::ordered_json SpfJson(const std::vector<SpfDomainResult>& results);
+
 
 // Fixed-width tables for a terminal.
 std::string ZoneHealthTable(const std::vector<ZoneHealthReport>& zones);

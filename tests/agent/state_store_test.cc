@@ -108,7 +108,7 @@ TEST_CASE("StateStore creates state_dir and the database, WAL mode", "[state]") 
         (fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
   CHECK(fs::exists(dir + "/repwatch.db"));
   CHECK(fs::exists(dir + "/repwatch.db-wal"));  // WAL mode, while open
-  CHECK(CountRows(dir, "SELECT max(version) FROM schema_version") == 1);
+  CHECK(CountRows(dir, "SELECT max(version) FROM schema_version") == 2);
 }
 
 TEST_CASE("StateStore refuses a state_dir it cannot use, naming it", "[state]") {
@@ -235,6 +235,68 @@ TEST_CASE("StateStore::LoadIp answers in check --json shape", "[state]") {
   auto listings = store->CurrentListings().value();
   REQUIRE(listings.size() == 2);
   CHECK(listings[0].allowlist == (listings[0].zone == "wl.example"));
+}
+
+// An address with only FCrDNS and SPF sections.
+IpReport CheckedReport(const char* ip, FcrdnsResult fcrdns, const std::string& spf_result) {
+  IpReport r;
+  r.ip = Ip(ip);
+  r.range = "acme-out";
+  FcrdnsReport& f = r.fcrdns.emplace();
+  f.result = fcrdns;
+  f.ptr = {"mail.acme.example", "other.acme.example"};
+  if (fcrdns == FcrdnsResult::kPass) f.confirmed = "other.acme.example";
+  else f.reason = std::string(FcrdnsResultName(fcrdns)) + " because of the test";
+  f.helo.emplace().name = "mail.acme.example";
+  r.spf.emplace();
+  r.spf->push_back({"acme.example", spf_result, "reason for " + spf_result, {}});
+  r.spf->push_back({"wide.example", "pass", "+all matched", {"+all in wide.example"}});
+  return r;
+}
+
+TEST_CASE("StateStore keeps the FCrDNS and SPF sections; an error keeps the stored problem", "[state]") {
+  TempDir tmp;
+  auto store = OpenStore(tmp.sub("s"));
+  auto load = [&] { return store->LoadIp(Ip("192.0.2.1"), {}).value().value(); };
+
+  RunCycle(*store, 1000, {CheckedReport("192.0.2.1", FcrdnsResult::kFail, "softfail")});
+  IpReport got = load();
+  REQUIRE(got.fcrdns);
+  CHECK(got.fcrdns->result == FcrdnsResult::kFail);
+  CHECK(got.fcrdns->ptr == std::vector<std::string>{"mail.acme.example", "other.acme.example"});
+  CHECK(got.fcrdns->reason == "fail because of the test");
+  REQUIRE(got.fcrdns->helo);
+  CHECK(got.fcrdns->helo->name == "mail.acme.example");
+  REQUIRE(got.spf);
+  REQUIRE(got.spf->size() == 2);
+  CHECK((*got.spf)[0].result == "softfail");
+  CHECK((*got.spf)[1].permissive == std::vector<std::string>{"+all in wide.example"});
+
+  // Both checks could not tell: the stored problems stay, the pass stays a pass.
+  RunCycle(*store, 2000, {CheckedReport("192.0.2.1", FcrdnsResult::kTempError, "temperror")});
+  got = load();
+  CHECK(got.fcrdns->result == FcrdnsResult::kFail);
+  CHECK((*got.spf)[0].result == "softfail");
+  CHECK((*got.spf)[1].result == "pass");
+
+  // Fixed: both clear.
+  RunCycle(*store, 3000, {CheckedReport("192.0.2.1", FcrdnsResult::kPass, "pass")});
+  got = load();
+  CHECK(got.fcrdns->result == FcrdnsResult::kPass);
+  CHECK(got.fcrdns->confirmed == "other.acme.example");
+  CHECK((*got.spf)[0].result == "pass");
+
+  // An error over a pass is stored as the error: nothing to keep.
+  RunCycle(*store, 4000, {CheckedReport("192.0.2.1", FcrdnsResult::kTempError, "temperror")});
+  got = load();
+  CHECK(got.fcrdns->result == FcrdnsResult::kTempError);
+  CHECK((*got.spf)[0].result == "temperror");
+
+  // A report without the sections (checks disabled) stores none.
+  RunCycle(*store, 5000, {Report("192.0.2.1", {})});
+  got = load();
+  CHECK_FALSE(got.fcrdns);
+  CHECK_FALSE(got.spf);
 }
 
 TEST_CASE("StateStore: an aborted cycle leaves the previous state", "[state]") {
