@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -31,6 +32,42 @@ inline DnsRecord ARecord(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
   DnsRecord r;
   r.type = rrtype::kA;
   r.addr = {a, b, c, d};
+  return r;
+}
+
+// Records with an owner (lowercase, no trailing dot), as CNAME following needs.
+// `ttl` matters only to the cycle cache.
+inline DnsRecord ARecord(std::string owner, uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint32_t ttl = 300) {
+  DnsRecord r = ARecord(a, b, c, d);
+  r.owner = std::move(owner);
+  r.ttl = ttl;
+  return r;
+}
+
+inline DnsRecord AaaaRecord(std::string owner, const std::array<uint8_t, 16>& bytes, uint32_t ttl = 300) {
+  DnsRecord r;
+  r.type = rrtype::kAaaa;
+  r.owner = std::move(owner);
+  r.addr = bytes;
+  r.ttl = ttl;
+  return r;
+}
+
+inline DnsRecord PtrRecord(std::string owner, std::string target, uint32_t ttl = 300) {
+  DnsRecord r;
+  r.type = rrtype::kPtr;
+  r.owner = std::move(owner);
+  r.target = std::move(target);
+  r.ttl = ttl;
+  return r;
+}
+
+inline DnsRecord CnameRecord(std::string owner, std::string target, uint32_t ttl = 300) {
+  DnsRecord r;
+  r.type = rrtype::kCname;
+  r.owner = std::move(owner);
+  r.target = std::move(target);
+  r.ttl = ttl;
   return r;
 }
 
