@@ -127,6 +127,10 @@ void PublishStoredState(const Config& config, const StateStore& store, const Sha
       stored.zones.push_back(z);
   SnapshotBuilder snapshot(config);
   snapshot.UseStoredListings(listings.value());
+  Status checked = store.ForEachCheckedIp([&](IpReport&& r) {
+    if (shard.Owns(r.ip)) snapshot.AddStored(r);
+  });
+  if (!checked.ok()) log::Error("cannot read the stored FCrDNS/SPF results: " + checked.message());
   snapshot.SetCycle(stored);
   exporter.Publish(snapshot.FinishRestored(last_success.value()));
 }

@@ -91,6 +91,8 @@ const std::map<std::string, const char*> kReadSql = {
      "s.first_seen, s.last_seen, s.error FROM dnsbl_state s JOIN ips i USING (ip) "
      "WHERE s.status = 'listed' ORDER BY s.ip, s.zone"},
     {"read ip", "SELECT range, fcrdns, spf FROM ips WHERE ip = ?1"},
+    {"read checked ips",
+     "SELECT ip, range, fcrdns, spf FROM ips WHERE fcrdns IS NOT NULL OR spf IS NOT NULL ORDER BY ip"},
     {"read ip rows",
      "SELECT zone, status, allowlist, codes, meanings, txt, delist_url, error "
      "FROM dnsbl_state WHERE ip = ?1"},
@@ -603,6 +605,25 @@ Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
     report.dnsbl->push_back(it != rows.end() ? it->second : CleanResult(zone));
   }
   return std::optional<IpReport>(std::move(report));
+}
+
+Status StateStore::ForEachCheckedIp(const std::function<void(IpReport&&)>& fn) const {
+  std::lock_guard lock(impl_->read_mu);
+  Connection& db = *impl_->reader;
+  Stmt& q = db["read checked ips"];
+  for (;;) {
+    auto more = q.Step();
+    if (!more.ok()) return more.status();
+    if (!more.value()) return Status::Ok();
+    auto ip = IpAddress::Parse(q.Text(0));
+    if (!ip.ok()) continue;  // written by us; skip rather than fail start-up
+    IpReport r;
+    r.ip = ip.value();
+    r.range = q.Text(1);
+    if (!q.IsNull(2)) r.fcrdns = FcrdnsFromJson(nlohmann::json::parse(q.Text(2), nullptr, false));
+    if (!q.IsNull(3)) r.spf = SpfFromJson(nlohmann::json::parse(q.Text(3), nullptr, false));
+    fn(std::move(r));
+  }
 }
 
 Result<std::vector<ZoneHealthReport>> StateStore::ZoneHealths() const {

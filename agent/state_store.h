@@ -29,6 +29,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,9 @@ class StateStore {
   // latest lookup failed reads as listed, with `error` saying what failed.
   Result<std::optional<IpReport>> LoadIp(const IpAddress& ip, const std::vector<std::string>& zones_for_family) const;
   Result<std::vector<ZoneHealthReport>> ZoneHealths() const;
+  // Every stored address that has an fcrdns or spf section, as an IpReport with only
+  // those sections (and ip, range), in address-text order. For the start-up metrics.
+  Status ForEachCheckedIp(const std::function<void(IpReport&&)>& fn) const;
   // Unix seconds of the last successful cycle end, 0 if none.
   Result<long long> LastSuccessfulCycle() const;
 

@@ -137,7 +137,7 @@ void AddChecks(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
 
 void AddSnapshot(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
   AddListings(out, s);
-  if (!s.restored) AddChecks(out, s);
+  AddChecks(out, s);
   AddPerZoneRange(out, "repwatch_dnsbl_listed_ips", "Addresses listed on a block list, per zone and range.",
                   s.listed_ips);
   if (!s.restored)
@@ -230,6 +230,14 @@ void SnapshotBuilder::AddSpf(const IpReport& report, const std::vector<SpfDomain
           {{"ip", report.ip.ToString()}, {"range", report.range}, {"domain", r.domain}, {"result", r.result}});
     for (const std::string& term : r.permissive) permissive_.insert({r.domain, term});
   }
+}
+
+void SnapshotBuilder::AddStored(const IpReport& report) {
+  if (!snap_) return;
+  const RangeConfig* range = RangeOf(report.ip, ranges_);
+  if (!range || range->name != report.range) return;
+  if (report.fcrdns) AddFcrdns(report, *report.fcrdns);
+  if (report.spf) AddSpf(report, *report.spf);
 }
 
 void SnapshotBuilder::Add(const IpReport& report) {

@@ -275,3 +275,85 @@ TEST_CASE("SnapshotBuilder: the start-up snapshot shows stored listings, not cyc
 }
 
 }  // namespace repwatch
+
+namespace repwatch {
+namespace {
+
+IpReport Checked(const char* ip, FcrdnsResult result, std::vector<SpfDomainResult> spf) {
+  IpReport r;
+  r.ip = IpAddress::Parse(ip).value();
+  r.range = "acme";
+  FcrdnsReport& f = r.fcrdns.emplace();
+  f.result = result;
+  f.ptr = {"mail.acme.example"};
+  r.spf = std::move(spf);
+  return r;
+}
+
+TEST_CASE("MetricsExporter: FCrDNS and SPF series only for problems, counts per range and result", "[metrics]") {
+  Config config = TestConfig();
+  config.dnsbl.clear();
+  config.ranges[0].spf_domains = {"acme.example"};
+  SnapshotBuilder b(config);
+  const SpfDomainResult pass{"acme.example", "pass", "ip4 matched", {}};
+  b.Add(Checked("192.0.2.0", FcrdnsResult::kPass, {pass}));
+  IpReport generic = Checked("192.0.2.1", FcrdnsResult::kPass, {{"acme.example", "softfail", "~all", {}}});
+  generic.fcrdns->generic = true;
+  generic.fcrdns->generic_name = "1-2-0-192.dyn.example";
+  generic.fcrdns->expected_ptr = "*.out.acme.example";
+  generic.fcrdns->expected_ptr_ok = false;
+  generic.fcrdns->helo.emplace().name = "mail.acme.example";
+  generic.fcrdns->helo->problems = {HeloProblem::kWrongAddress, HeloProblem::kTempError};
+  b.Add(generic);
+  b.Add(Checked("192.0.2.2", FcrdnsResult::kNoPtr, {{"acme.example", "temperror", "timeout", {}}}));
+  b.Add(Checked("192.0.2.3", FcrdnsResult::kTempError,
+                {{"acme.example", "pass", "+all", {"+all in acme.example"}}}));
+  b.Add(Checked("2001:db8::1", FcrdnsResult::kFail, {}));
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  exporter.Publish(b.Finish(1, 1700000000));
+  const std::string text = Serialize(exporter);
+  INFO(text);
+
+  CHECK(Series(text, "repwatch_fcrdns_failing") ==
+        Lines{R"(repwatch_fcrdns_failing{ip="192.0.2.2",range="acme",result="no_ptr"} 1)",
+              R"(repwatch_fcrdns_failing{ip="2001:db8::1",range="acme",result="fail"} 1)"});
+  CHECK(Series(text, "repwatch_ptr_generic") ==
+        Lines{R"(repwatch_ptr_generic{ip="192.0.2.1",ptr="1-2-0-192.dyn.example",range="acme"} 1)"});
+  CHECK(Series(text, "repwatch_ptr_unexpected") ==
+        Lines{R"(repwatch_ptr_unexpected{ip="192.0.2.1",ptr="mail.acme.example",range="acme"} 1)"});
+  // temperror is "could not tell", never a problem series.
+  CHECK(Series(text, "repwatch_helo_problem") ==
+        Lines{R"(repwatch_helo_problem{helo="mail.acme.example",ip="192.0.2.1",problem="wrong_address",range="acme"} 1)"});
+  CHECK(Series(text, "repwatch_fcrdns_ips") ==
+        Lines{R"(repwatch_fcrdns_ips{range="acme",result="fail"} 1)",
+              R"(repwatch_fcrdns_ips{range="acme",result="no_ptr"} 1)",
+              R"(repwatch_fcrdns_ips{range="acme",result="pass"} 2)",
+              R"(repwatch_fcrdns_ips{range="acme",result="temperror"} 1)",
+              R"(repwatch_fcrdns_ips{range="v6pool",result="fail"} 0)",
+              R"(repwatch_fcrdns_ips{range="v6pool",result="no_ptr"} 0)",
+              R"(repwatch_fcrdns_ips{range="v6pool",result="pass"} 0)",
+              R"(repwatch_fcrdns_ips{range="v6pool",result="temperror"} 0)"});
+  CHECK(Series(text, "repwatch_spf_unauthorized") ==
+        Lines{R"(repwatch_spf_unauthorized{domain="acme.example",ip="192.0.2.1",range="acme",result="softfail"} 1)"});
+  const auto spf_ips = Series(text, "repwatch_spf_ips");
+  CHECK(spf_ips.size() == 7);  // every result of the one (range, domain), zeros included
+  CHECK(std::count(spf_ips.begin(), spf_ips.end(),
+                   R"(repwatch_spf_ips{domain="acme.example",range="acme",result="pass"} 2)") == 1);
+  CHECK(std::count(spf_ips.begin(), spf_ips.end(),
+                   R"(repwatch_spf_ips{domain="acme.example",range="acme",result="permerror"} 0)") == 1);
+  CHECK(Series(text, "repwatch_spf_permissive") ==
+        Lines{R"(repwatch_spf_permissive{domain="acme.example",term="+all in acme.example"} 1)"});
+
+  // The start-up snapshot rebuilds the same problem series from stored sections.
+  SnapshotBuilder restored(config);
+  restored.AddStored(Checked("192.0.2.2", FcrdnsResult::kNoPtr, {}));
+  restored.AddStored(Checked("198.51.100.1", FcrdnsResult::kNoPtr, {}));  // left its range: skipped
+  exporter.Publish(restored.FinishRestored(1700000000));
+  const std::string after = Serialize(exporter);
+  CHECK(Series(after, "repwatch_fcrdns_failing") ==
+        Lines{R"(repwatch_fcrdns_failing{ip="192.0.2.2",range="acme",result="no_ptr"} 1)"});
+}
+
+}  // namespace
+}  // namespace repwatch
