@@ -100,7 +100,8 @@ std::string Failure(const DnsResponse& r) {
 // What a forward lookup said about `ip`, for people.
 struct ForwardResult {
   bool confirmed = false;
-  bool failed = false;  // DNS failure: could not tell
+  bool failed = false;      // DNS failure: could not tell
+  bool no_address = false;  // NXDOMAIN or no record of the type
   std::string detail;
 };
 
@@ -113,6 +114,7 @@ ForwardResult JudgeForward(const IpAddress& ip, const std::string& name, const F
     return out;
   }
   if (a.empty()) {
+    out.no_address = true;
     out.detail = fmt::format("{} has no {} record{}", name, type,
                              a.response.status == DnsStatus::kNxDomain ? " (NXDOMAIN)" : "");
     return out;
@@ -190,11 +192,12 @@ struct FcrdnsCheck::Work {
   FcrdnsReport r;
   std::vector<ForwardResult> forward;  // one per PTR name
   size_t outstanding = 0;              // forward lookups + HELO lookup still open
-  std::optional<FollowedAnswer> helo_answer;
+  std::string ptr_name;                // the confirming PTR name, else the first
+  std::optional<ForwardResult> helo_forward;
 };
 
 void FcrdnsCheck::CheckIp(const Target& target, IpReport* report, Done done) {
-  auto work = std::make_shared<Work>(Work{target, report, std::move(done), {}, {}, 0, {}});
+  auto work = std::make_shared<Work>(Work{target, report, std::move(done), {}, {}, 0, {}, {}});
   if (target.range) work->r.expected_ptr = target.range->expected_ptr;
   const std::string reverse = target.ip.ReverseDnsName();
   FollowCnames(env_.resolver, reverse, rrtype::kPtr, [this, work, reverse](FollowedAnswer a) {
@@ -232,7 +235,8 @@ void FcrdnsCheck::Forward(const std::shared_ptr<Work>& work) {
 void FcrdnsCheck::Helo(const std::shared_ptr<Work>& work) {
   FcrdnsReport& r = work->r;
   // The confirming PTR name, else the first: a stale extra PTR must not become the HELO.
-  std::string ptr_name = r.ptr.empty() ? "" : r.ptr.front();
+  std::string& ptr_name = work->ptr_name;
+  ptr_name = r.ptr.empty() ? "" : r.ptr.front();
   for (size_t i = 0; i < r.ptr.size(); ++i) {
     if (work->forward[i].confirmed) {
       ptr_name = r.ptr[i];
@@ -254,10 +258,18 @@ void FcrdnsCheck::Helo(const std::shared_ptr<Work>& work) {
     if (work->outstanding == 0) Finish(work);
     return;
   }
+  // The usual HELO is a PTR name whose addresses we just looked up: no second lookup.
+  for (size_t i = 0; i < r.ptr.size(); ++i) {
+    if (SameDomainName(r.ptr[i], name)) {
+      work->helo_forward = work->forward[i];
+      return Finish(work);
+    }
+  }
+  // A fixed HELO is shared by the whole range: ask through the cycle cache.
   ++work->outstanding;
   const uint16_t qtype = work->target.ip.is_v4() ? rrtype::kA : rrtype::kAaaa;
-  FollowCnames(env_.SharedResolver(), name, qtype, [this, work](FollowedAnswer a) {
-    work->helo_answer = std::move(a);
+  FollowCnames(env_.SharedResolver(), name, qtype, [this, work, name](FollowedAnswer a) {
+    work->helo_forward = JudgeForward(work->target.ip, name, a);
     if (--work->outstanding == 0) Finish(work);
   });
 }
@@ -293,15 +305,15 @@ void FcrdnsCheck::Finish(const std::shared_ptr<Work>& work) {
   } else if (!r.expected_ptr.empty()) {
     r.expected_ptr_ok = r.result == FcrdnsResult::kTempError;  // no name to judge unless we could not tell
   }
-  if (r.helo && work->helo_answer) {
+  if (r.helo && work->helo_forward) {
     HeloReport& h = *r.helo;
-    ForwardResult f = JudgeForward(ip, h.name, *work->helo_answer);
+    const ForwardResult& f = *work->helo_forward;
     std::vector<std::string> words;
     if (f.failed) {
       h.problems.push_back(HeloProblem::kTempError);
       words.push_back(f.detail);
     } else if (!f.confirmed) {
-      h.problems.push_back(work->helo_answer->empty() ? HeloProblem::kNoAddress : HeloProblem::kWrongAddress);
+      h.problems.push_back(f.no_address ? HeloProblem::kNoAddress : HeloProblem::kWrongAddress);
       words.push_back("HELO " + f.detail);
     }
     const bool matches_ptr = std::any_of(r.ptr.begin(), r.ptr.end(),
@@ -309,7 +321,7 @@ void FcrdnsCheck::Finish(const std::shared_ptr<Work>& work) {
     if (!matches_ptr) {
       h.problems.push_back(HeloProblem::kPtrMismatch);
       words.push_back(r.ptr.empty() ? fmt::format("HELO {} but the address has no PTR name", h.name)
-                                    : fmt::format("HELO {} is not the PTR name {}", h.name, r.ptr.front()));
+                                    : fmt::format("HELO {} is not the PTR name {}", h.name, work->ptr_name));
     }
     h.detail = fmt::format("{}", fmt::join(words, "; "));
   } else if (r.helo && !r.helo->ok()) {
@@ -317,7 +329,7 @@ void FcrdnsCheck::Finish(const std::shared_ptr<Work>& work) {
     HeloReport& h = *r.helo;
     if (std::none_of(r.ptr.begin(), r.ptr.end(), [&](const std::string& n) { return SameDomainName(n, h.name); })) {
       h.problems.push_back(HeloProblem::kPtrMismatch);
-      h.detail += r.ptr.empty() ? "; the address has no PTR name" : fmt::format("; not the PTR name {}", r.ptr.front());
+      h.detail += r.ptr.empty() ? "; the address has no PTR name" : fmt::format("; not the PTR name {}", work->ptr_name);
     }
   }
   work->report->fcrdns = std::move(r);

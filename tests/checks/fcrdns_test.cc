@@ -245,10 +245,10 @@ TEST_CASE("FcrdnsCheck: at most 10 PTR names are used", "[fcrdns]") {
   FcrdnsReport r = f.Run("192.0.2.5");
   CHECK(r.ptr == std::vector<std::string>(names.begin(), names.begin() + 10));
   CHECK(r.result == FcrdnsResult::kFail);
-  // Forward lookups for the first 10 only; n1 once more as the default HELO (none confirms).
+  // Forward lookups for the first 10 only; the default HELO (n1, none confirms) reuses n1's answer.
   for (int i = 1; i <= 12; ++i) {
     INFO(names[i - 1]);
-    CHECK(f.Asked(names[i - 1], rrtype::kA) == (i == 1 ? 2u : i <= 10 ? 1u : 0u));
+    CHECK(f.Asked(names[i - 1], rrtype::kA) == (i <= 10 ? 1u : 0u));
   }
 }
 
@@ -516,31 +516,49 @@ TEST_CASE("FcrdnsCheck: a HELO on the range is checked even without a PTR", "[fc
 TEST_CASE("FcrdnsCheck: the HELO lookup goes through the cycle cache", "[fcrdns]") {
   Fixture f;
   f.range.helo = "relay.acme.example";
-  f.Ptr("192.0.2.1", {"relay.acme.example"});
   f.resolver.Set("relay.acme.example", rrtype::kA,
                  Answer({ARecord("relay.acme.example", 192, 0, 2, 1), ARecord("relay.acme.example", 192, 0, 2, 2)}));
-  f.Ptr("192.0.2.2", {"relay.acme.example"});
-  CHECK(f.Run("192.0.2.1").helo->ok());
-  CHECK(f.Run("192.0.2.2").helo->ok());
-  // Forward lookups per address (2) go straight to the resolver; the HELO lookup is asked once.
-  CHECK(f.Asked("relay.acme.example", rrtype::kA) == 3);
+  f.Ptr("192.0.2.1", {"mta1.acme.example"});
+  f.Addr("mta1.acme.example", {"192.0.2.1"});
+  f.Ptr("192.0.2.2", {"mta2.acme.example"});
+  f.Addr("mta2.acme.example", {"192.0.2.2"});
+  for (const char* ip : {"192.0.2.1", "192.0.2.2"}) {
+    FcrdnsReport r = f.Run(ip);
+    CHECK(r.result == FcrdnsResult::kPass);
+    REQUIRE(r.helo);
+    CHECK(r.helo->problems == std::vector<HeloProblem>{HeloProblem::kPtrMismatch});  // resolves, not the PTR
+  }
+  // Forward lookups per address go straight to the resolver; the shared HELO is asked once.
+  CHECK(f.Asked("mta1.acme.example", rrtype::kA) == 1);
+  CHECK(f.Asked("mta2.acme.example", rrtype::kA) == 1);
+  CHECK(f.Asked("relay.acme.example", rrtype::kA) == 1);
   CHECK(f.cache.stats().hits == 1);
 }
 
-TEST_CASE("FcrdnsCheck: without a cycle cache the HELO lookup uses the resolver", "[fcrdns]") {
+TEST_CASE("FcrdnsCheck: the default HELO reuses the forward lookup; a fixed one works without a cache", "[fcrdns]") {
   FakeClock clock;
   FakeResolver resolver;
   resolver.Set("7.2.0.192.in-addr.arpa", rrtype::kPtr, Answer({PtrRecord("7.2.0.192.in-addr.arpa", "mail.acme.example")}));
   resolver.Set("mail.acme.example", rrtype::kA, Answer({ARecord("mail.acme.example", 192, 0, 2, 7)}));
+  resolver.Set("out.acme.example", rrtype::kA, Answer({ARecord("out.acme.example", 192, 0, 2, 7)}));
   FcrdnsCheck check(CheckEnv{resolver, clock});
   RangeConfig range = Range("mta", {"192.0.2.0/24"});
-  IpReport report;
-  bool done = false;
-  check.CheckIp(Target{Ip("192.0.2.7"), &range}, &report, [&] { done = true; });
-  for (int i = 0; i < 100 && !done; ++i) resolver.Poll(std::chrono::milliseconds(1));
-  REQUIRE(done);
-  CHECK(report.fcrdns->result == FcrdnsResult::kPass);
-  CHECK(report.fcrdns->helo->ok());
+  auto run = [&] {
+    IpReport report;
+    bool done = false;
+    resolver.asked.clear();
+    check.CheckIp(Target{Ip("192.0.2.7"), &range}, &report, [&] { done = true; });
+    for (int i = 0; i < 100 && !done; ++i) resolver.Poll(std::chrono::milliseconds(1));
+    REQUIRE(done);
+    return *report.fcrdns;
+  };
+  FcrdnsReport r = run();
+  CHECK(r.result == FcrdnsResult::kPass);
+  CHECK(r.helo->ok());
+  CHECK(resolver.asked.size() == 2);  // PTR, forward A; the HELO is that same name
+  range.helo = "out.acme.example";
+  r = run();
+  CHECK(r.helo->problems == std::vector<HeloProblem>{HeloProblem::kPtrMismatch});
   CHECK(resolver.asked.size() == 3);  // PTR, forward A, HELO A
 }
 
