@@ -37,9 +37,9 @@ void CachingResolver::Query(std::string name, uint16_t qtype, Callback callback)
   }
   ++stats_.misses;
   in_flight_[key].push_back(std::move(callback));
-  upstream_.Query(std::move(name), qtype, [this, key](DnsResponse&& response) {
+  upstream_.Query(std::move(name), qtype, [this, key, generation = generation_](DnsResponse&& response) {
     auto node = in_flight_.extract(key);
-    Store(key, response);
+    if (generation == generation_) Store(key, response);  // asked before a Clear(): hand out, do not keep
     std::vector<Callback>& waiters = node.mapped();
     for (size_t i = 0; i + 1 < waiters.size(); ++i) waiters[i](DnsResponse(response));
     waiters.back()(std::move(response));
@@ -76,6 +76,9 @@ void CachingResolver::Poll(std::chrono::milliseconds max_wait) {
   upstream_.Poll(ready_.empty() ? max_wait : std::chrono::milliseconds(0));
 }
 
-void CachingResolver::Clear() { entries_.clear(); }
+void CachingResolver::Clear() {
+  entries_.clear();
+  ++generation_;
+}
 
 }  // namespace repwatch

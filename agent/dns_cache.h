@@ -9,7 +9,8 @@
 //   and NODATA for kNegativeTtl (the SOA minimum is not parsed). TTL 0 answers
 //   and failures (timeout, SERVFAIL, ...) are handed to the waiting callers and
 //   never kept.
-// - Clear() forgets everything; the agent calls it at the start of each cycle.
+// - Clear() forgets everything, including answers still in flight (they reach their
+//   callers but are not kept); the agent calls it at the start of each cycle.
 // - At most `max_entries` answers are kept; beyond that new answers are passed
 //   through without being stored (expired ones are swept first).
 //
@@ -69,6 +70,7 @@ class CachingResolver final : public Resolver {
   std::unordered_map<std::string, std::vector<Callback>> in_flight_;
   std::deque<Ready> ready_;
   Stats stats_;
+  uint64_t generation_ = 0;  // bumped by Clear()
 };
 
 }  // namespace repwatch

@@ -183,6 +183,19 @@ TEST_CASE("CachingResolver: Clear() forgets every answer", "[dns_cache]") {
   CHECK(f.cache.stats().hits == 0);
 }
 
+TEST_CASE("CachingResolver: an answer asked before Clear() reaches its caller but is not kept", "[dns_cache]") {
+  Fixture f;
+  f.upstream.Set("a.example", rrtype::kA, Answer({ARecord("a.example", 192, 0, 2, 1, 600)}));
+  bool answered = false;
+  f.cache.Query("a.example", rrtype::kA, [&](DnsResponse&& r) { answered = r.status == DnsStatus::kNoError; });
+  f.cache.Clear();  // a new cycle starts while the question is on the wire
+  f.cache.Poll(0ms);
+  CHECK(answered);
+  CHECK(f.cache.size() == 0);
+  f.Ask("a.example", rrtype::kA);
+  CHECK(f.Asked("a.example", rrtype::kA) == 2);
+}
+
 TEST_CASE("CachingResolver: at most max_entries answers are kept", "[dns_cache]") {
   FakeClock clock;
   FakeResolver upstream;
