@@ -41,9 +41,12 @@ std::string Lowered(std::string_view s) {
 
 bool AllDigits(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), IsDigit); }
 
-// Text with control and non-ASCII bytes shown as \xNN, for error messages.
+// Text with control and non-ASCII bytes shown as \xNN, for error messages; hostile records
+// can hold terms of kilobytes, so long text is cut.
 std::string Printable(std::string_view s) {
+  constexpr size_t kMax = 100;
   std::string out;
+  if (s.size() > kMax) return Printable(s.substr(0, kMax - 3)) + "...";
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x20 || u > 0x7e)
@@ -151,7 +154,7 @@ std::string MacroValue(char letter, const MacroValues& v) {
 // §7.3: split on the delimiters, optionally reverse, keep the rightmost parts, join with dots.
 std::string Transform(const std::string& value, const MacroToken& t) {
   if (t.keep == 0 && !t.reverse && t.delimiters.empty()) return value;
-  const std::string_view delimiters = t.delimiters.empty() ? "." : t.delimiters;
+  const std::string_view delimiters = t.delimiters.empty() ? std::string_view(".") : std::string_view(t.delimiters);
   std::vector<std::string_view> parts;
   std::string_view rest = value;
   for (;;) {
@@ -241,7 +244,7 @@ Result<Term> ParseMechanism(std::string_view text) {
   t.text = std::string(text);
   std::string_view s = text;
   if (!s.empty() && std::string_view("+-~?").find(s[0]) != std::string_view::npos) {
-    t.qualifier = s[0] == '-' ? SpfResult::kFail
+    t.qualifier = s[0] == '-'   ? SpfResult::kFail
                   : s[0] == '~' ? SpfResult::kSoftfail
                   : s[0] == '?' ? SpfResult::kNeutral
                                 : SpfResult::kPass;
@@ -271,8 +274,8 @@ Result<Term> ParseMechanism(std::string_view text) {
     rest.remove_prefix(1);
     const size_t slash = rest.find('/');
     const std::string addr(rest.substr(0, slash));
-    if (v4 ? !ParseIp4(addr, &t.network) : (addr.find(':') == std::string::npos ||
-                                             inet_pton(AF_INET6, addr.c_str(), t.network.data()) != 1))
+    if (v4 ? !ParseIp4(addr, &t.network)
+           : (addr.find(':') == std::string::npos || inet_pton(AF_INET6, addr.c_str(), t.network.data()) != 1))
       return BadTerm(text, v4 ? "not a dotted-quad IPv4 address" : "not an IPv6 address");
     if (slash != std::string_view::npos) {
       const auto prefix = ParsePrefix(rest.substr(slash + 1), v4 ? 32 : 128);
@@ -283,7 +286,8 @@ Result<Term> ParseMechanism(std::string_view text) {
     }
   } else {
     if (name == "redirect" || name == "exp")
-      return Status::Error(fmt::format("unknown mechanism '{}' ({} is a modifier: {}=...)", Printable(text), name, name));
+      return Status::Error(
+          fmt::format("unknown mechanism '{}' ({} is a modifier: {}=...)", Printable(text), name, name));
     return Status::Error(fmt::format("unknown mechanism '{}'", Printable(text)));
   }
   if (!st.ok()) return st;
@@ -322,7 +326,8 @@ Result<MacroString> ParseMacroString(std::string_view text, MacroContext context
       continue;
     }
     if (n != '{')
-      return Status::Error(fmt::format("'%{}' is not a macro (use %{{...}}, %%, %_ or %-)", Printable(text.substr(i + 1, 1))));
+      return Status::Error(
+          fmt::format("'%{}' is not a macro (use %{{...}}, %%, %_ or %-)", Printable(text.substr(i + 1, 1))));
     const size_t close = text.find('}', i + 2);
     if (close == std::string_view::npos)
       return Status::Error(fmt::format("unterminated macro '{}'", Printable(text.substr(i))));
@@ -456,9 +461,9 @@ using spf::Term;
 // How one check_host() call (the top one, an include or a redirect) ended.
 struct FrameResult {
   SpfResult result = SpfResult::kNeutral;
-  std::string message;      // what decided, without the chain
-  std::string chain;        // "include:a -> redirect=b" of the record that decided ("" at the top)
-  std::string reason;       // chain + result + message
+  std::string message;  // what decided, without the chain
+  std::string chain;    // "include:a -> redirect=b" of the record that decided ("" at the top)
+  std::string reason;   // chain + result + message
   std::string matched;
   std::string explanation;
 };
@@ -469,7 +474,7 @@ struct Frame {
   std::string chain;
   bool final = true;  // its result becomes the outcome (the top record, or reached from it by redirects)
   SpfRecord record;
-  size_t next = 0;    // index of the term being evaluated
+  size_t next = 0;  // index of the term being evaluated
   std::function<void(FrameResult)> done;
 
   const Term& term() const { return record.terms[next]; }
@@ -546,7 +551,7 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
       resolver_.Query("invalid", rrtype::kTxt, [self](DnsResponse&&) {
         FrameResult r;
         r.result = SpfResult::kNone;
-        r.message = r.reason = fmt::format("'{}' is not a valid domain name", self->request_.domain);
+        r.message = r.reason = fmt::format("'{}' is not a valid domain name", spf::Printable(self->request_.domain));
         self->Deliver(std::move(r));
       });
       return;
@@ -662,7 +667,8 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
       message = t.qualifier == SpfResult::kPass ? fmt::format("{} in {}: every address passes", t.text, f->domain)
                                                 : fmt::format("{} in {}: {} not listed", t.text, f->domain, ip_text_);
     else
-      message = fmt::format("{} matched in {}", t.text, f->domain) + (detail.empty() ? "" : ": " + detail);
+      message =
+          fmt::format("{} matched in {}", spf::Printable(t.text), f->domain) + (detail.empty() ? "" : ": " + detail);
     if (t.qualifier != SpfResult::kFail || !f->final || !f->record.exp)
       return Finish(f, t.qualifier, std::move(message), t.text);
     auto self = shared_from_this();
@@ -675,7 +681,8 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
     if (++dns_lookups_ <= kSpfMaxDnsLookups) return true;
     --dns_lookups_;
     Finish(f, SpfResult::kPermerror,
-           fmt::format("more than {} DNS lookups ({}th: {})", kSpfMaxDnsLookups, kSpfMaxDnsLookups + 1, term));
+           fmt::format("more than {} DNS lookups ({}th: {})", kSpfMaxDnsLookups, kSpfMaxDnsLookups + 1,
+                       spf::Printable(term)));
     return false;
   }
 
@@ -684,7 +691,7 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
     if (++void_lookups_ <= kSpfMaxVoidLookups) return true;
     Finish(f, SpfResult::kPermerror,
            fmt::format("more than {} void lookups ({}rd: {})", kSpfMaxVoidLookups, kSpfMaxVoidLookups + 1,
-                       f->term().text));
+                       spf::Printable(f->term().text)));
     return false;
   }
 
@@ -748,11 +755,10 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
         auto& mx = a.response.answers;
         if (mx.size() > static_cast<size_t>(kSpfMaxMxNames))
           return self->Finish(f, SpfResult::kPermerror,
-                              fmt::format("{} in {}: {} has {} MX records (more than {})", f->term().text, f->domain,
-                                          n, mx.size(), kSpfMaxMxNames));
-        std::stable_sort(mx.begin(), mx.end(), [](const DnsRecord& x, const DnsRecord& y) {
-          return x.preference < y.preference;
-        });
+                              fmt::format("{} in {}: {} has {} MX records (more than {})",
+                                          spf::Printable(f->term().text), f->domain, n, mx.size(), kSpfMaxMxNames));
+        std::stable_sort(mx.begin(), mx.end(),
+                         [](const DnsRecord& x, const DnsRecord& y) { return x.preference < y.preference; });
         std::vector<std::string> hosts;
         for (const DnsRecord& rec : mx)
           if (!rec.target.empty() && rec.target != ".") hosts.push_back(rec.target);  // RFC 7505 null MX
@@ -794,7 +800,8 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
       const auto name = spf::ToQueryName(expanded);
       if (!name || !spf::IsValidDomain(*name))
         return self->Finish(f, SpfResult::kPermerror,
-                            fmt::format("{}: '{}' is not a valid domain name", f->term().text, expanded));
+                            fmt::format("{}: '{}' is not a valid domain name", spf::Printable(f->term().text),
+                                        spf::Printable(expanded)));
       self->CheckHostAt(*name, Extend(f->chain, "include:" + *name), false, [self, f](FrameResult r) {
         switch (r.result) {
           case SpfResult::kPass: return self->Resume(f, true, r.message);
@@ -816,7 +823,8 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
       const auto name = spf::ToQueryName(expanded);
       if (!name || !spf::IsValidDomain(*name))
         return self->Finish(f, SpfResult::kPermerror,
-                            fmt::format("{}: '{}' is not a valid domain name", f->record.redirect_text, expanded));
+                            fmt::format("{}: '{}' is not a valid domain name", spf::Printable(f->record.redirect_text),
+                                        spf::Printable(expanded)));
       self->CheckHostAt(*name, Extend(f->chain, "redirect=" + *name), f->final, [f](FrameResult r) {
         f->done(r.result == SpfResult::kNone ? AsPermerror(std::move(r)) : std::move(r));
       });
@@ -830,9 +838,13 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
   }
 
   void LookupFailed(const FramePtr& f, uint16_t qtype, const std::string& name, const FollowedAnswer& a) {
-    const char* type = qtype == rrtype::kA ? "A" : qtype == rrtype::kAaaa ? "AAAA" : qtype == rrtype::kMx ? "MX" : "PTR";
+    const char* type = qtype == rrtype::kA      ? "A"
+                       : qtype == rrtype::kAaaa ? "AAAA"
+                       : qtype == rrtype::kMx   ? "MX"
+                                                : "PTR";
     Finish(f, SpfResult::kTemperror,
-           fmt::format("{} in {}: {} lookup for {}: {}", f->term().text, f->domain, type, name, Describe(a)));
+           fmt::format("{} in {}: {} lookup for {}: {}", spf::Printable(f->term().text), f->domain, type, name,
+                       Describe(a)));
   }
 
   bool AnyAddressMatches(const FollowedAnswer& a, const Term& t) const {
@@ -866,10 +878,11 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
     LookupAll(names, [self, done](std::vector<FollowedAnswer> answers) {
       std::vector<bool> valid;
       for (const FollowedAnswer& a : answers) {
-        const bool ok = a.ok() && std::any_of(a.response.answers.begin(), a.response.answers.end(), [&](const DnsRecord& r) {
-                          return r.type == self->address_type_ &&
-                                 PrefixEqual(r.addr, self->request_.ip.bytes(), self->request_.ip.is_v4() ? 32 : 128);
-                        });
+        const bool ok =
+            a.ok() && std::any_of(a.response.answers.begin(), a.response.answers.end(), [&](const DnsRecord& r) {
+              return r.type == self->address_type_ &&
+                     PrefixEqual(r.addr, self->request_.ip.bytes(), self->request_.ip.is_v4() ? 32 : 128);
+            });
         valid.push_back(ok);
       }
       done(std::move(valid));

@@ -35,18 +35,18 @@ enum class SpfResult { kNone, kNeutral, kPass, kFail, kSoftfail, kTemperror, kPe
 // "none", "neutral", "pass", "fail", "softfail", "temperror", "permerror".
 std::string_view SpfResultName(SpfResult r);
 
-inline constexpr int kSpfMaxDnsLookups = 10;   // §4.6.4: terms that query DNS
-inline constexpr int kSpfMaxVoidLookups = 2;   // §4.6.4: NXDOMAIN / empty answers
-inline constexpr int kSpfMaxMxNames = 10;      // §4.6.4: MX records behind one mx
-inline constexpr int kSpfMaxPtrNames = 10;     // §4.6.4: PTR names used by ptr and %{p}
+inline constexpr int kSpfMaxDnsLookups = 10;  // §4.6.4: terms that query DNS
+inline constexpr int kSpfMaxVoidLookups = 2;  // §4.6.4: NXDOMAIN / empty answers
+inline constexpr int kSpfMaxMxNames = 10;     // §4.6.4: MX records behind one mx
+inline constexpr int kSpfMaxPtrNames = 10;    // §4.6.4: PTR names used by ptr and %{p}
 
 struct SpfRequest {
-  IpAddress ip;                       // IPv4-mapped already normalised to IPv4 by IpAddress
-  std::string domain;                 // the domain whose policy is checked
-  std::string sender;                 // MAIL FROM ("" -> postmaster@helo per RFC 7208 §2.4)
-  std::string helo;                   // for %{h}
-  std::string receiver = "unknown";   // %{r}, exp only
-  int64_t timestamp = 0;              // %{t}, exp only (unix seconds)
+  IpAddress ip;                      // IPv4-mapped already normalised to IPv4 by IpAddress
+  std::string domain;                // the domain whose policy is checked
+  std::string sender;                // MAIL FROM ("" -> postmaster@helo per RFC 7208 §2.4)
+  std::string helo;                  // for %{h}
+  std::string receiver = "unknown";  // %{r}, exp only
+  int64_t timestamp = 0;             // %{t}, exp only (unix seconds)
 };
 
 struct SpfOutcome {
@@ -60,12 +60,12 @@ struct SpfOutcome {
   //   "TXT lookup for acme.example: timeout"
   //   "syntax error in _spf.esp.example: unknown mechanism 'ip5:1.2.3.4'"
   std::string reason;
-  std::string explanation;            // the expanded exp= text, for fail only ("" if none or unusable)
-  std::string matched;                // the term that decided, as written ("" for none / errors / default)
+  std::string explanation;  // the expanded exp= text, for fail only ("" if none or unusable)
+  std::string matched;      // the term that decided, as written ("" for none / errors / default)
   // Pass-qualified terms authorising (nearly) the whole Internet, in any record fetched during
   // this evaluation, as "<term> in <domain>": +all / all, ip4 with prefix <= 8, ip6 with prefix <= 16.
   std::vector<std::string> permissive;
-  int dns_lookups = 0;                // DNS-querying terms counted toward the limit of 10
+  int dns_lookups = 0;  // DNS-querying terms counted toward the limit of 10
   int void_lookups = 0;
 };
 
@@ -89,12 +89,12 @@ struct MacroToken {
   bool url_escape = false;  // the letter was written uppercase
   int keep = 0;             // rightmost parts to keep; 0 = all
   bool reverse = false;
-  std::string delimiters;   // "" = "."
+  std::string delimiters;  // "" = "."
 };
 
 struct MacroString {
   std::vector<MacroToken> tokens;
-  bool uses_p = false;      // needs the validated PTR name (costs DNS lookups)
+  bool uses_p = false;  // needs the validated PTR name (costs DNS lookups)
   bool empty() const { return tokens.empty(); }
 };
 
@@ -142,22 +142,22 @@ bool IsSpfRecord(std::string_view text);
 enum class Mechanism { kAll, kInclude, kA, kMx, kPtr, kIp4, kIp6, kExists };
 
 struct Term {
-  std::string text;                 // as written, qualifier included, for reasons
+  std::string text;                        // as written, qualifier included, for reasons
   SpfResult qualifier = SpfResult::kPass;  // + pass, - fail, ~ softfail, ? neutral
   Mechanism mechanism = Mechanism::kAll;
-  MacroString domain;               // include/exists: always; a/mx/ptr: optional (empty = current domain)
-  int cidr4 = 32;                   // a, mx, ip4
-  int cidr6 = 128;                  // a, mx, ip6
+  MacroString domain;                 // include/exists: always; a/mx/ptr: optional (empty = current domain)
+  int cidr4 = 32;                     // a, mx, ip4
+  int cidr6 = 128;                    // a, mx, ip6
   std::array<uint8_t, 16> network{};  // ip4 (first 4 bytes) / ip6, as written (host bits may be set)
 
-  bool QueriesDns() const;          // counts toward the limit of 10
+  bool QueriesDns() const;  // counts toward the limit of 10
 };
 
 struct SpfRecord {
-  std::vector<Term> terms;          // mechanisms, in order
+  std::vector<Term> terms;  // mechanisms, in order
   std::optional<MacroString> redirect;
   std::optional<MacroString> exp;
-  std::string redirect_text;        // "redirect=..." as written
+  std::string redirect_text;  // "redirect=..." as written
 };
 
 // Parses a whole record (starting "v=spf1"). Any error anywhere makes the record unusable
