@@ -16,9 +16,10 @@
 // as the pyspf driver does and most recursive resolvers do. All 203 tests must pass both ways.
 //
 // Prints every failure (scenario, test, expected, got, reason) and "N/203 passed" per way;
-// exits non-zero unless every test passed both ways.
+// exits non-zero unless every test passed both ways. -v also prints each passing test's reason.
 #include <arpa/inet.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <deque>
@@ -181,8 +182,7 @@ class ZoneResolver final : public Resolver {
       start = dot + 1;
     }
     auto it = zone_.find(name);
-    if (it == zone_.end())
-      return Status(name.starts_with("error.") ? DnsStatus::kTimeout : DnsStatus::kNxDomain);
+    if (it == zone_.end()) return Status(name.starts_with("error.") ? DnsStatus::kTimeout : DnsStatus::kNxDomain);
     DnsResponse r = Status(DnsStatus::kNoError);
     r.rcode = 0;
     bool seen_type = false;
@@ -219,9 +219,9 @@ class ZoneResolver final : public Resolver {
 
 std::string Expected(const Json& result) {
   if (result.is_string()) return result.get<std::string>();
-  std::string out;
-  for (const Json& r : result) out += (out.empty() ? "" : "|") + r.get<std::string>();
-  return out;
+  std::vector<std::string> any;
+  for (const Json& r : result) any.push_back(r.get<std::string>());
+  return fmt::format("one of {}", fmt::join(any, "|"));
 }
 
 bool Accepts(const Json& result, std::string_view got) {
@@ -232,7 +232,7 @@ bool Accepts(const Json& result, std::string_view got) {
 }
 
 // Runs every test with one way of serving CNAMEs; returns the number passed.
-int RunSuite(const Json& suite, bool cname_with_target, int* total) {
+int RunSuite(const Json& suite, bool cname_with_target, bool verbose, int* total) {
   const std::string way = cname_with_target ? "CNAME with target records" : "CNAME alone";
   int passed = 0;
   *total = 0;
@@ -291,6 +291,9 @@ int RunSuite(const Json& suite, bool cname_with_target, int* total) {
         }
       }
       ++passed;
+      if (verbose)
+        std::cout << fmt::format("ok   [{}] {} / {}: {} ({}){}\n", way, title, name, got, outcome->reason,
+                                 outcome->explanation.empty() ? "" : " exp=\"" + outcome->explanation + "\"");
     }
   }
   std::cout << fmt::format("[{}] {}/{} passed\n", way, passed, *total);
@@ -300,16 +303,18 @@ int RunSuite(const Json& suite, bool cname_with_target, int* total) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::cerr << "usage: spf_suite <rfc7208-tests.json | ->   (JSON from tests/spf_suite/yaml2json.py)\n";
+  const bool verbose = argc == 3 && std::string(argv[1]) == "-v";
+  if (argc != 2 && !verbose) {
+    std::cerr << "usage: spf_suite [-v] <rfc7208-tests.json | ->   (JSON from tests/spf_suite/yaml2json.py)\n";
     return 2;
   }
+  const std::string input = argv[argc - 1];
   Json suite;
   try {
-    if (std::string(argv[1]) == "-") {
+    if (input == "-") {
       suite = Json::parse(std::cin);
     } else {
-      std::ifstream in(argv[1]);
+      std::ifstream in(input);
       suite = Json::parse(in);
     }
   } catch (const std::exception& e) {  // only at the edge: a bad input file ends the run
@@ -321,7 +326,7 @@ int main(int argc, char** argv) {
     int total = 0;
     int passed = 0;
     try {
-      passed = RunSuite(suite, with_target, &total);
+      passed = RunSuite(suite, with_target, verbose, &total);
     } catch (const std::exception& e) {
       std::cerr << "bad suite data: " << e.what() << "\n";
       return 2;
