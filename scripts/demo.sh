@@ -4,7 +4,9 @@
 # namespace serves sample DNSBL zones with rbldnsd (listings with several codes
 # and TXT, an IPv6 zone, a zone that lists everything, one that answers like
 # Spamhaus does to an open resolver), checks two ranges once, and runs the
-# agent to show its Prometheus metrics. Everything is stopped by PID at the end.
+# agent to show its Prometheus metrics. Then unbound serves PTR, A, AAAA, CNAME,
+# MX and TXT data and `repwatch check` shows the FCrDNS, HELO and SPF verdicts.
+# Everything is stopped by PID at the end.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
@@ -53,6 +55,23 @@ lab_wait_http "http://$WEB/-/ready" 180 "$agent"
 say "curl -s $WEB/metrics | grep ^repwatch_"
 curl -s "http://$WEB/metrics" | grep '^repwatch_'
 
-say "stopping the agent (PID $agent) and rbldnsd"
+say "stopping the agent (PID $agent)"
 lab_stop "$agent" 20 || echo "  agent exited with status $?"
+
+say "reverse DNS, HELO and SPF: unbound serves the test data of tests/lab/dnsdata.py"
+DNSDATA="$LAB_ROOT/dnsdata.py"
+DNS2_ADDR=127.0.0.54
+DEAD="127.0.0.55:5353"            # a server that never answers, for the "dead" zones
+python3 "$DNSDATA" fixture "$LAB_DIR/dns" --dns "$DNS2_ADDR:5353" --blackhole "$DEAD" --state-dir "$LAB_DIR/state2"
+lab_spawn blackhole python3 "$DNSDATA" blackhole "$DEAD"
+lab_unbound "$LAB_DIR/dns/unbound.conf" "$DNS2_ADDR:5353"
+mapfile -t targets < <(python3 "$DNSDATA" targets "$LAB_DIR/dns")
+say "its ranges:"
+grep -E '^(name|cidrs|spf_domains|helo|expected_ptr) ' "$LAB_DIR/dns/repwatch.toml" | sed 's/^/  /'
+say "repwatch check --config.file=... ${targets[*]}"
+"$REPWATCH" check --config.file="$LAB_DIR/dns/repwatch.toml" "${targets[@]}" || true
+say "the same as JSON, one address: repwatch check --json ... ${targets[0]}"
+"$REPWATCH" check --config.file="$LAB_DIR/dns/repwatch.toml" --json "${targets[0]}" | python3 -m json.tool || true
+
+say "stopping rbldnsd, unbound and the silent server"
 echo "done: nothing was left running, nothing left the machine."
