@@ -12,9 +12,17 @@
 #  3. The listings in the agent's SQLite state must equal the generated data.
 # Targets: >= 60% of dnsperf's rate, peak RSS <= 100 MiB, listings exact.
 #   scripts/bench.sh [--zones N] [--cidr CIDR] [--no-record]
+#
+# The FCrDNS + SPF benchmark (DNS questions per address with the cycle cache,
+# dnsperf as reference; tests/bench/run_fcrdns_spf_bench.sh says what it does):
+#   scripts/bench.sh fcrdns-spf [--cidr CIDR] [--threads N] [--repwatch BIN] [--no-record]
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
+if [[ ${1:-} == fcrdns-spf ]]; then
+  shift
+  exec bash "$REPO_ROOT/tests/bench/run_fcrdns_spf_bench.sh" "$@"
+fi
 # shellcheck source=tests/lab/lab.sh
 source "$REPO_ROOT/tests/lab/lab.sh"
 
