@@ -261,7 +261,8 @@ TEST_CASE("SPF: none, multiple records, DNS failure", "[spf]") {
 
 TEST_CASE("SPF: an invalid domain is none, and done() still comes from Poll", "[spf]") {
   FakeResolver r;
-  for (const std::string& d : std::vector<std::string>{"localhost", "[192.0.2.1]", "a..example", std::string(64, 'a') + ".example"}) {
+  for (const std::string& d :
+       std::vector<std::string>{"localhost", "[192.0.2.1]", "a..example", std::string(64, 'a') + ".example"}) {
     auto out = Run(r, Request("192.0.2.1", d));  // Run checks done() is not synchronous
     CHECK(out.result == SpfResult::kNone);
     CHECK(out.reason.find("not a valid domain name") != std::string::npos);
@@ -361,8 +362,7 @@ TEST_CASE("SPF: a 10 kB record evaluates to a named result", "[spf]") {
   FakeResolver r;
   // 40 strings of 255 bytes joined with no separator: many ip4 terms, then -all.
   std::string text = "v=spf1";
-  for (int i = 0; text.size() < 40 * 255 - 30; ++i)
-    text += fmt::format(" ip4:10.{}.{}.0/24", i / 256 % 256, i % 256);
+  for (int i = 0; text.size() < 40 * 255 - 30; ++i) text += fmt::format(" ip4:10.{}.{}.0/24", i / 256 % 256, i % 256);
   text += " -all";
   text.resize(40 * 255, ' ');
   std::vector<std::string> strings;
@@ -486,4 +486,24 @@ TEST_CASE("SPF: CNAMEs are followed, and a CNAME loop is a named temperror", "[s
   auto loop = Run(r, Request("192.0.2.5", "loop.example"));
   CHECK(loop.result == SpfResult::kTemperror);
   CHECK(loop.reason.find("CNAME loop") != std::string::npos);
+}
+
+TEST_CASE("SPF: answers to concurrent lookups are read in record order, whatever order they come in", "[spf]") {
+  for (const bool reversed : {false, true}) {
+    FakeResolver r;
+    r.answer_newest_first = reversed;
+    SpfZone(r)
+        .Spf("acme.example", "v=spf1 mx -all")
+        .Mx("acme.example", {"mx1.acme.example", "mx2.acme.example", "mx3.acme.example"})
+        .Fail("mx1.acme.example", rrtype::kA, DnsStatus::kTimeout)
+        .Addr("mx2.acme.example", {"192.0.2.2"})
+        .Addr("mx3.acme.example", {"192.0.2.3"});
+    auto err = Run(r, Request("192.0.2.3"));  // mx1 comes first: its failure decides
+    CHECK(err.result == SpfResult::kTemperror);
+    CHECK(err.reason == "mx in acme.example: A lookup for mx1.acme.example: timeout");
+    SpfZone(r).Addr("mx1.acme.example", {"192.0.2.1"});
+    auto ok = Run(r, Request("192.0.2.3"));
+    CHECK(ok.result == SpfResult::kPass);
+    CHECK(ok.reason == "mx matched in acme.example: MX host mx3.acme.example");
+  }
 }
