@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <regex>
 
 #include "agent/text.h"
 #include "checks/dns_follow.h"
@@ -57,18 +56,37 @@ std::optional<std::string> ContainsAddress(const IpAddress& ip, std::string_view
 }
 
 // Dynamic-pool keywords as a label or next to digits (domain-facts §3, after
-// rspamd's hfilter families [.-]word[.-], word[.-]?[0-9], [0-9][.-]?word).
+// rspamd's hfilter families [.-]word[.-], word[.-]?[0-9], [0-9][.-]?word): the
+// keyword must start the name or follow '.', '-' or a digit, and end the name or
+// be followed by '.', '-' or a digit. "host" and "ip-" count only right before a digit.
 std::optional<std::string> ContainsKeyword(std::string_view name) {
-  static const std::regex kKeyword(
-      "(^|[.0-9-])(dynamic|dynip|dyn|dhcp|pool|xdsl|adsl|dsl|pppoe|pptp|ppp|cable|catv|broadband|bredband|dial-?up|"
-      "client|customer|homeuser|user|nat|gprs|cdma|wifi|fbx|kabel|static|unused-addr|in-addr)(?=$|[.-]|[0-9])"
-      "|(^|[.-])(host|ip-)[0-9]",
-      std::regex::ECMAScript | std::regex::optimize);
-  std::cmatch m;
-  const std::string s(name);
-  if (!std::regex_search(s.c_str(), m, kKeyword)) return std::nullopt;
-  std::string word = m[2].matched ? m[2].str() : m[4].str();
-  return fmt::format("has the dynamic-pool keyword \"{}\"", word);
+  static constexpr std::string_view kKeywords[] = {
+      "dynamic", "dynip", "dyn",    "dhcp",      "pool",     "xdsl",     "adsl",        "dsl",     "pppoe",
+      "pptp",    "ppp",   "cable",  "catv",      "broadband", "bredband", "dialup",     "dial-up", "client",
+      "customer", "homeuser", "user", "nat",     "gprs",     "cdma",     "wifi",        "fbx",     "kabel",
+      "static",  "unused-addr", "in-addr"};
+  auto separator = [](char c) { return c == '.' || c == '-'; };
+  // The leftmost keyword wins, so the reason names the first one a reader sees.
+  size_t best = std::string_view::npos;
+  std::string_view found;
+  auto consider = [&](std::string_view word, bool digit_only_after) {
+    for (size_t p = name.find(word); p != std::string_view::npos && p < best; p = name.find(word, p + 1)) {
+      const size_t end = p + word.size();
+      const bool left = p == 0 || separator(name[p - 1]) || (!digit_only_after && IsDigit(name[p - 1]));
+      const bool right = digit_only_after ? end < name.size() && IsDigit(name[end])
+                                          : end == name.size() || separator(name[end]) || IsDigit(name[end]);
+      if (left && right) {
+        best = p;
+        found = word;
+        return;
+      }
+    }
+  };
+  for (std::string_view word : kKeywords) consider(word, false);
+  consider("host", true);
+  consider("ip-", true);
+  if (found.empty()) return std::nullopt;
+  return fmt::format("has the dynamic-pool keyword \"{}\"", found);
 }
 
 std::optional<std::string> MostlyDigits(std::string_view name) {

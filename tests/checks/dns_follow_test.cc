@@ -1,6 +1,7 @@
 #include "checks/dns_follow.h"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <optional>
 
@@ -176,7 +177,7 @@ TEST_CASE("FollowCnames: a CNAME loop is an error, never a hang", "[dns_follow]"
 }
 
 TEST_CASE("FollowCnames: kMaxCnameHops hops are followed, one more is an error", "[dns_follow]") {
-  auto name = [](int i) { return "n" + std::to_string(i) + ".example"; };
+  auto name = [](int i) { return fmt::format("n{}.example", i); };
   for (const bool together : {false, true}) {
     for (const int hops : {kMaxCnameHops, kMaxCnameHops + 1, 40}) {
       INFO("hops " << hops << (together ? ", answered together" : ", one at a time"));

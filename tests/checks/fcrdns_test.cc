@@ -1,6 +1,7 @@
 #include "checks/fcrdns.h"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "agent/dns_cache.h"
 #include "builders.h"
@@ -239,7 +240,7 @@ TEST_CASE("FcrdnsCheck: several PTR names answered in any order", "[fcrdns]") {
 TEST_CASE("FcrdnsCheck: at most 10 PTR names are used", "[fcrdns]") {
   Fixture f;
   std::vector<std::string> names;
-  for (int i = 1; i <= 12; ++i) names.push_back("n" + std::to_string(i) + ".multi.example");
+  for (int i = 1; i <= 12; ++i) names.push_back(fmt::format("n{}.multi.example", i));
   f.Ptr("192.0.2.5", names);
   f.Addr("n12.multi.example", {"192.0.2.5"});  // only the 12th would confirm
   FcrdnsReport r = f.Run("192.0.2.5");
