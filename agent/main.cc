@@ -57,8 +57,9 @@ int ValidateCommand(const std::string& path) {
   }
   const Config& c = config.value();
   for (const auto& w : c.warnings) std::cerr << w.pos.file << ":" << w.pos.line << ":" << w.pos.column << ": warning: " << w.message << "\n";
-  std::cout << fmt::format("{}: ok ({} ranges, {} addresses, {} DNSBL zones)\n", path, c.ranges.size(),
-                           TargetSet::FromRanges(c.ranges).size(), c.dnsbl.size());
+  std::cout << fmt::format("{}: ok ({} ranges, {} addresses, {} DNSBL zones, FCrDNS {}, SPF {})\n", path,
+                           c.ranges.size(), TargetSet::FromRanges(c.ranges).size(), c.dnsbl.size(),
+                           c.fcrdns.enabled ? "on" : "off", c.spf.enabled ? "on" : "off");
   return 0;
 }
 
@@ -144,7 +145,7 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
   cache.Clear();  // each cycle sees the DNS as it is now
   if (Status s = store.BeginCycle(started); !s.ok()) log::Error(s.message());
   SnapshotBuilder snapshot(config);
-  size_t listed = 0, errors = 0, store_failures = 0;
+  size_t listed = 0, errors = 0, store_failures = 0, fcrdns_problems = 0, spf_problems = 0;
   CycleOptions options;
   options.spread = spread;
   options.stop = &g_stop;
@@ -153,6 +154,14 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
     for (const auto& z : r.dnsbl.value_or(std::vector<DnsblZoneResult>{})) {
       listed += z.verdict() == Verdict::kProblem;
       errors += z.verdict() == Verdict::kError;
+    }
+    if (r.fcrdns) {
+      fcrdns_problems += r.fcrdns->verdict() == Verdict::kProblem;
+      errors += r.fcrdns->verdict() == Verdict::kError;
+    }
+    for (const auto& d : r.spf.value_or(std::vector<SpfDomainResult>{})) {
+      spf_problems += d.verdict() == Verdict::kProblem;
+      errors += d.verdict() == Verdict::kError;
     }
     snapshot.Add(r);
   });
@@ -173,8 +182,10 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
       log::Error(stored.error());
     exporter.Publish(snapshot.Finish(seconds, ok ? finished : 0));
   }
-  log::Info(fmt::format("cycle {}: {} addresses in {:.1f}s, {} listings, {} lookups could not tell{}",
-                        outcome.completed ? "done" : "stopped early", outcome.addresses_done, seconds, listed, errors,
+  log::Info(fmt::format("cycle {}: {} addresses in {:.1f}s, {} listings, {} with reverse DNS/HELO problems, "
+                        "{} (address, domain) not authorised by SPF, {} results could not tell{}",
+                        outcome.completed ? "done" : "stopped early", outcome.addresses_done, seconds, listed,
+                        fcrdns_problems, spf_problems, errors,
                         store_failures ? fmt::format(", {} state writes failed", store_failures) : ""));
   return outcome.completed;
 }
