@@ -172,6 +172,9 @@ class Loader {
   void RangeOptional(const toml::table& t, std::string_view where, RangeConfig& r);
   void Overlaps();
   void Enabled(const toml::table& root, std::string_view section, bool& enabled);
+  std::optional<std::string> Secret(const toml::table& t, std::string_view where, std::string_view what);
+  void Webhooks(const toml::table& root);
+  void Webhook(const toml::table& t, std::string_view where, WebhookConfig& w);
   void Alerts(const toml::table& root);
 
   std::string path_;
@@ -600,15 +603,123 @@ void Loader::Enabled(const toml::table& root, std::string_view section, bool& en
 void Loader::Alerts(const toml::table& root) {
   const toml::table* t = Section(root, "alerts");
   if (!t) return;
-  CheckKeys(*t, {"raise_after", "clear_after"}, "alerts");
+  CheckKeys(*t, {"raise_after", "clear_after", "failing_after"}, "alerts");
   Int(*t, "raise_after", "alerts.raise_after", 1, config_.alerts.raise_after);
   Int(*t, "clear_after", "alerts.clear_after", 1, config_.alerts.clear_after);
+  Duration(*t, "failing_after", "alerts.failing_after", seconds(60), "1m", config_.alerts.failing_after);
+}
+
+// A secret from `secret_env` (an environment variable) or `secret_file` (a file,
+// relative to the config's directory): exactly one of them. Never echoed in messages.
+std::optional<std::string> Loader::Secret(const toml::table& t, std::string_view where, std::string_view what) {
+  const toml::node* env = t.get("secret_env");
+  const toml::node* file = t.get("secret_file");
+  if (!env && !file) return std::nullopt;
+  if (env && file) {
+    Error(file->source(), std::string(where) + ": give the " + std::string(what) + " in secret_env or secret_file, not both");
+    return std::nullopt;
+  }
+  std::string name;
+  String(t, env ? "secret_env" : "secret_file", std::string(where) + (env ? ".secret_env" : ".secret_file"), name);
+  const toml::node* at = env ? env : file;
+  if (name.empty()) return std::nullopt;
+  if (env) {
+    const char* v = std::getenv(name.c_str());
+    std::string value = Trim(v ? v : "");
+    if (value.empty()) Error(at->source(), "environment variable " + name + " (" + std::string(what) + ") is unset or empty");
+    return value.empty() ? std::nullopt : std::optional(value);
+  }
+  std::string full = name, error;
+  if (full[0] != '/' && path_.find('/') != std::string::npos) full = path_.substr(0, path_.rfind('/') + 1) + name;
+  auto content = ReadFile(full, &error);
+  if (!content) {
+    Error(at->source(), "cannot read secret_file " + Quote(full) + " (" + std::string(what) + "): " + error);
+    return std::nullopt;
+  }
+  std::string value = Trim(*content);
+  if (value.empty()) Error(at->source(), "secret_file " + Quote(full) + " (" + std::string(what) + ") is empty");
+  return value.empty() ? std::nullopt : std::optional(value);
+}
+
+void Loader::Webhook(const toml::table& t, std::string_view where, WebhookConfig& w) {
+  const std::string at(where);
+  CheckKeys(t, {"name", "url", "format", "secret_env", "secret_file", "events", "ranges", "labels", "timeout",
+                "min_interval", "max_items"},
+            "[webhooks]");
+  w.pos = Pos(t.source());
+  String(t, "name", at + ".name", w.name);
+  if (!t.get("name")) Error(t.source(), at + ": missing 'name'");
+  else if (t.get("name")->is_string() &&
+           (w.name.empty() || !std::all_of(w.name.begin(), w.name.end(), [](char c) {
+             return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+           })))
+    Error(t.get("name")->source(), at + ".name " + Quote(w.name) + " must be letters, digits, '_' or '-'");
+  String(t, "url", at + ".url", w.url);
+  if (!t.get("url")) Error(t.source(), at + ": missing 'url'");
+  else if (!w.url.starts_with("http://") && !w.url.starts_with("https://"))
+    Error(t.get("url")->source(), at + ".url " + Quote(w.url) + " must start with http:// or https://");
+  std::string format = "standard";
+  String(t, "format", at + ".format", format);
+  if (format == "standard") w.format = WebhookFormat::kStandard;
+  else if (format == "slack") w.format = WebhookFormat::kSlack;
+  else if (format == "alertmanager") w.format = WebhookFormat::kAlertmanager;
+  else Error(t.get("format")->source(), at + ".format " + Quote(format) + " is not one of standard, slack, alertmanager");
+  if (auto secret = Secret(t, at, "secret of webhook " + Quote(w.name))) w.secret = *secret;
+  if (w.format == WebhookFormat::kStandard && w.secret.empty() && !t.get("secret_env") && !t.get("secret_file"))
+    Error(t.source(), at + ": format \"standard\" signs every request: give secret_env or secret_file (whsec_...)");
+  if (!w.secret.empty() && w.format == WebhookFormat::kStandard && !w.secret.starts_with("whsec_"))
+    Error((t.get("secret_env") ? t.get("secret_env") : t.get("secret_file"))->source(),
+          at + ": the secret of webhook " + Quote(w.name) + " must look like whsec_<base64 key>");
+  for (const toml::node* n : StringArray(t, "events", at + ".events")) {
+    const std::string& e = n->as_string()->get();
+    static const std::set<std::string, std::less<>> kPrefixes = {"dnsbl", "fcrdns", "spf", "mx", "warmup", "zone",
+                                                                "check", "*"};
+    if (!kPrefixes.count(e.substr(0, e.find('.'))))
+      Error(n->source(), at + ".events: " + Quote(e) + " matches no event type (dnsbl.*, fcrdns.*, spf.*, mx.*, "
+                                                       "warmup.*, zone.*, check.failing)");
+    w.events.push_back(e);
+  }
+  for (const toml::node* n : StringArray(t, "ranges", at + ".ranges")) w.ranges.push_back(n->as_string()->get());
+  if (const toml::node* n = t.get("labels")) {
+    if (!n->is_table()) Error(n->source(), at + ".labels must be a table of strings");
+    else
+      for (const auto& [k, v] : *n->as_table()) {
+        if (!v.is_string()) Error(v.source(), at + ".labels." + std::string(k.str()) + " must be a string");
+        else w.labels[std::string(k.str())] = v.as_string()->get();
+      }
+  }
+  Duration(t, "timeout", at + ".timeout", milliseconds(100), "100ms", w.timeout);
+  Duration(t, "min_interval", at + ".min_interval", seconds(1), "1s", w.min_interval);
+  Int(t, "max_items", at + ".max_items", 1, w.max_items);
+}
+
+void Loader::Webhooks(const toml::table& root) {
+  const toml::node* n = root.get("webhooks");
+  if (!n) return;
+  const toml::array* arr = n->as_array();
+  if (!arr || !arr->is_array_of_tables()) return Error(n->source(), "webhooks must be a list of tables: write [[webhooks]]");
+  std::map<std::string, int> seen;
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::table& t = *(*arr)[i].as_table();
+    WebhookConfig w;
+    Webhook(t, "webhooks[" + std::to_string(i) + "]", w);
+    if (!w.name.empty()) {
+      auto [it, fresh] = seen.emplace(w.name, w.pos.line);
+      if (!fresh)
+        Error(t.get("name")->source(), "duplicate webhook name " + Quote(w.name) + " (already at line " +
+                                           std::to_string(it->second) + ")");
+    }
+    for (const std::string& r : w.ranges)
+      if (std::none_of(config_.ranges.begin(), config_.ranges.end(), [&](const RangeConfig& c) { return c.name == r; }))
+        Error(t.get("ranges")->source(), "webhooks[" + std::to_string(i) + "].ranges: no range is named " + Quote(r));
+    config_.webhooks.push_back(std::move(w));
+  }
 }
 
 Result<Config> Loader::Run(const toml::table& root) {
   for (const auto& [k, v] : root) {
-    static const std::set<std::string, std::less<>> kSections = {"agent",  "dns", "dnsbl",
-                                                                      "ranges", "fcrdns", "spf", "alerts"};
+    static const std::set<std::string, std::less<>> kSections = {"agent", "dns", "dnsbl", "ranges", "fcrdns",
+                                                                      "spf",   "alerts", "webhooks"};
     if (kSections.count(k.str())) continue;
     if (v.is_table() || v.is_array_of_tables())
       Error(k.source(), "unknown section [" + std::string(k.str()) + "] (not supported by this release)");
@@ -622,6 +733,7 @@ Result<Config> Loader::Run(const toml::table& root) {
   Enabled(root, "fcrdns", config_.fcrdns.enabled);
   Enabled(root, "spf", config_.spf.enabled);
   Alerts(root);
+  Webhooks(root);
   if (config_.agent.instance.empty()) {
     char host[256] = {};
     config_.agent.instance = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "repwatch";

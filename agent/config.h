@@ -83,8 +83,26 @@ struct SpfConfig {
 };
 
 struct AlertsConfig {
-  int raise_after = 2;
-  int clear_after = 2;
+  int raise_after = 2;                        // consecutive problem results before an event
+  int clear_after = 2;                        // consecutive ok results before the clearing event
+  std::chrono::seconds failing_after{6 * 3600};  // a stream in `error` this long -> check.failing
+};
+
+enum class WebhookFormat { kStandard, kSlack, kAlertmanager };
+
+// One [[webhooks]] sink.
+struct WebhookConfig {
+  std::string name;                           // unique; the metric label
+  std::string url;                            // http:// or https://
+  WebhookFormat format = WebhookFormat::kStandard;
+  std::string secret;                         // "whsec_..." (standard: required), read from secret_env/secret_file
+  std::vector<std::string> events;            // globs ("dnsbl.*"); empty = every event
+  std::vector<std::string> ranges;            // range names; empty = every range
+  std::map<std::string, std::string> labels;  // the range's labels must include these
+  std::chrono::milliseconds timeout{15000};   // per request
+  std::chrono::seconds min_interval{10};      // per-sink rate limit: at most one request per interval
+  int max_items = 100;                        // items per request (bursts are split beyond this)
+  SourcePos pos;
 };
 
 struct Config {
@@ -96,6 +114,7 @@ struct Config {
   FcrdnsConfig fcrdns;
   SpfConfig spf;
   AlertsConfig alerts;
+  std::vector<WebhookConfig> webhooks;
   std::vector<ConfigIssue> warnings;  // e.g. a dead or redundant zone; never fatal
 };
 

@@ -53,6 +53,32 @@ CREATE TABLE cycles (
 ALTER TABLE ips ADD COLUMN fcrdns TEXT;
 ALTER TABLE ips ADD COLUMN spf TEXT;
 )sql",
+    // 3: alerting. alert_streams holds each verdict stream that is not plainly ok
+    // (agent/alerts.h); the outbox holds webhook items until delivered (agent/outbox.h):
+    // items are written in the same transaction as the stream change that raised them,
+    // batches are formed and sent by the webhook sender on its own connection.
+    R"sql(
+CREATE TABLE alert_streams (
+  ip TEXT NOT NULL, check_kind TEXT NOT NULL, subject TEXT NOT NULL,
+  state TEXT NOT NULL, problems INTEGER NOT NULL, oks INTEGER NOT NULL,
+  since INTEGER NOT NULL, error_since INTEGER, failing_sent INTEGER NOT NULL,
+  PRIMARY KEY (ip, check_kind, subject)
+) WITHOUT ROWID;
+CREATE TABLE outbox_items (
+  id INTEGER PRIMARY KEY, sink TEXT NOT NULL, type TEXT NOT NULL, group_key TEXT NOT NULL,
+  item TEXT NOT NULL, created INTEGER NOT NULL, batch TEXT
+);
+CREATE INDEX outbox_items_pending ON outbox_items (sink, batch, id);
+CREATE TABLE outbox_batches (
+  id TEXT PRIMARY KEY, sink TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL,
+  items INTEGER NOT NULL, created INTEGER NOT NULL, attempts INTEGER NOT NULL,
+  next_attempt INTEGER NOT NULL, last_error TEXT NOT NULL, delivered INTEGER
+);
+CREATE INDEX outbox_batches_due ON outbox_batches (sink, delivered, next_attempt);
+CREATE TABLE webhook_sinks (
+  name TEXT PRIMARY KEY, disabled_at INTEGER, reason TEXT NOT NULL
+);
+)sql",
 };
 constexpr int kSchemaVersion = std::size(kMigrations);
 
@@ -77,6 +103,8 @@ const std::map<std::string, const char*> kWriteSql = {
     {"put zone health",
      "INSERT OR REPLACE INTO zone_health (zone, health, ipv4, ipv6, detail, updated) "
      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+    {"enqueue item",
+     "INSERT INTO outbox_items (sink, type, group_key, item, created) VALUES (?1, ?2, ?3, ?4, ?5)"},
     {"put cycle",
      "INSERT INTO cycles (started, finished, duration_seconds, addresses, success) "
      "VALUES (?1, ?2, ?3, ?4, ?5)"},
@@ -386,6 +414,22 @@ Status StateStore::EndCycle(long long now, double duration_seconds, size_t addre
   if (!s.ok()) db["rollback"].Run();
   impl_->Finish();
   return s;
+}
+
+Status StateStore::Checkpoint() {
+  std::lock_guard lock(impl_->write_mu);
+  Connection& db = *impl_->writer;
+  if (!impl_->in_cycle) return Status::Error(db.path() + ": Checkpoint outside a cycle");
+  if (Status s = db["commit"].Run(); !s.ok()) return s;
+  return db["begin"].Run();
+}
+
+Status StateStore::EnqueueWebhookItem(const std::string& sink, const std::string& type, const std::string& group_key,
+                                      const std::string& item_json, long long now) {
+  std::lock_guard lock(impl_->write_mu);
+  Connection& db = *impl_->writer;
+  if (!impl_->in_cycle) return Status::Error(db.path() + ": EnqueueWebhookItem outside a cycle");
+  return db["enqueue item"].Bind(1, sink).Bind(2, type).Bind(3, group_key).Bind(4, item_json).Bind(5, now).Run();
 }
 
 Status StateStore::RecordZoneHealth(const ZoneHealthReport& health, long long now) {

@@ -71,6 +71,15 @@ class StateStore {
   Status BeginCycle(long long now);
   Status RecordIp(const IpReport& report, long long now);
   Status RecordZoneHealth(const ZoneHealthReport& health, long long now);
+  // Commits what the open cycle wrote so far and goes on in a new transaction, so the
+  // webhook sender (its own connection) can write between checkpoints. Stream changes
+  // and the webhook items they raise are written between the same two checkpoints,
+  // so a crash loses both or neither. The agent checkpoints every few seconds.
+  Status Checkpoint();
+  // Queues one webhook item (agent/outbox.h) for `sink`, inside the open cycle.
+  // `group_key` says which items may share a request (e.g. "zone|range").
+  Status EnqueueWebhookItem(const std::string& sink, const std::string& type, const std::string& group_key,
+                            const std::string& item_json, long long now);
   // Appends to `cycles` and commits.
   Status EndCycle(long long now, double duration_seconds, size_t addresses, bool success);
   // Drops the open cycle's writes (shutdown mid-cycle). No-op outside a cycle.
