@@ -644,7 +644,7 @@ std::optional<std::string> Loader::Secret(const toml::table& t, std::string_view
 void Loader::Webhook(const toml::table& t, std::string_view where, WebhookConfig& w) {
   const std::string at(where);
   CheckKeys(t, {"name", "url", "format", "secret_env", "secret_file", "events", "ranges", "labels", "timeout",
-                "min_interval", "max_items"},
+                "min_interval", "max_items", "retry_initial", "retry_max"},
             "[webhooks]");
   w.pos = Pos(t.source());
   String(t, "name", at + ".name", w.name);
@@ -691,6 +691,10 @@ void Loader::Webhook(const toml::table& t, std::string_view where, WebhookConfig
   Duration(t, "timeout", at + ".timeout", milliseconds(100), "100ms", w.timeout);
   Duration(t, "min_interval", at + ".min_interval", seconds(1), "1s", w.min_interval);
   Int(t, "max_items", at + ".max_items", 1, w.max_items);
+  Duration(t, "retry_initial", at + ".retry_initial", milliseconds(100), "100ms", w.retry_initial);
+  Duration(t, "retry_max", at + ".retry_max", milliseconds(100), "100ms", w.retry_max);
+  if (w.retry_max < w.retry_initial)
+    Error(t.get("retry_max")->source(), at + ".retry_max is shorter than retry_initial");
 }
 
 void Loader::Webhooks(const toml::table& root) {

@@ -102,6 +102,10 @@ struct WebhookConfig {
   std::chrono::milliseconds timeout{15000};   // per request
   std::chrono::seconds min_interval{10};      // per-sink rate limit: at most one request per interval
   int max_items = 100;                        // items per request (bursts are split beyond this)
+  // Retries: exponential back-off with jitter from retry_initial (x4 per attempt) up to
+  // retry_max; a longer Retry-After from the receiver wins. Retries never stop (at least once).
+  std::chrono::milliseconds retry_initial{5000};
+  std::chrono::milliseconds retry_max{24 * 3600 * 1000};
   SourcePos pos;
 };
 
