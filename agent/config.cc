@@ -694,7 +694,8 @@ void Loader::Webhook(const toml::table& t, std::string_view where, WebhookConfig
   Duration(t, "retry_initial", at + ".retry_initial", milliseconds(100), "100ms", w.retry_initial);
   Duration(t, "retry_max", at + ".retry_max", milliseconds(100), "100ms", w.retry_max);
   if (w.retry_max < w.retry_initial)
-    Error(t.get("retry_max")->source(), at + ".retry_max is shorter than retry_initial");
+    Error((t.get("retry_max") ? t.get("retry_max") : t.get("retry_initial"))->source(),
+          at + ".retry_max is shorter than retry_initial");
 }
 
 void Loader::Webhooks(const toml::table& root) {
