@@ -1,11 +1,13 @@
 #include "exporters/metrics.h"
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <tuple>
 
 #include "agent/targets.h"
 #include "build_info.h"
+#include "exporters/webhooks.h"
 
 namespace repwatch {
 namespace {
@@ -176,6 +178,35 @@ void AddDns(std::vector<MetricFamily>& out, const DnsStats& d) {
                                    "Received DNS packets dropped unread, by reason.", d.dropped, DnsDropName));
 }
 
+void AddWebhooks(std::vector<MetricFamily>& out, const WebhookStats& stats) {
+  MetricFamily sent = NewFamily("repwatch_webhook_sent_total", "Webhook requests the receiver accepted (2xx).",
+                                MetricType::Counter);
+  MetricFamily failures = NewFamily("repwatch_webhook_failures_total",
+                                    "Webhook requests that failed and will be retried (or disabled the sink), by reason.",
+                                    MetricType::Counter);
+  MetricFamily queue = NewFamily("repwatch_webhook_queue_items", "Webhook event items not delivered yet.",
+                                 MetricType::Gauge);
+  MetricFamily age = NewFamily("repwatch_webhook_oldest_undelivered_age_seconds",
+                               "Age of the oldest webhook event item not delivered yet, 0 when none.",
+                               MetricType::Gauge);
+  MetricFamily disabled = NewFamily("repwatch_webhook_sink_disabled",
+                                    "1 while the webhook sink is disabled (its receiver answered 410 Gone).",
+                                    MetricType::Gauge);
+  const long long now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+  for (const auto& s : stats.sinks()) {
+    AddSample(sent, {{"sink", s->sink}}, Load(s->sent));
+    for (size_t i = 0; i < kWebhookFailureCount; ++i)
+      AddSample(failures, {{"sink", s->sink}, {"reason", std::string(WebhookFailureName(static_cast<WebhookFailure>(i)))}},
+                Load(s->failures[i]));
+    AddSample(queue, {{"sink", s->sink}}, static_cast<double>(s->queue_items.load()));
+    const long long oldest = s->oldest_created.load();
+    AddSample(age, {{"sink", s->sink}}, oldest > 0 ? static_cast<double>(std::max(0LL, now - oldest)) : 0.0);
+    AddSample(disabled, {{"sink", s->sink}}, s->disabled.load() ? 1 : 0);
+  }
+  for (MetricFamily* f : {&sent, &failures, &queue, &age, &disabled}) out.push_back(std::move(*f));
+}
+
 }  // namespace
 
 bool MetricsSnapshot::Listing::operator<(const Listing& o) const {
@@ -306,6 +337,11 @@ std::shared_ptr<const MetricsSnapshot> SnapshotBuilder::FinishRestored(long long
 
 MetricsExporter::MetricsExporter(const DnsStats& dns_stats) : dns_stats_(dns_stats) {}
 
+void MetricsExporter::SetWebhookStats(std::shared_ptr<const WebhookStats> stats) {
+  std::lock_guard lock(mu_);
+  webhook_stats_ = std::move(stats);
+}
+
 void MetricsExporter::Publish(std::shared_ptr<const MetricsSnapshot> snapshot) {
   std::lock_guard lock(mu_);
   snapshot_ = std::move(snapshot);
@@ -313,9 +349,11 @@ void MetricsExporter::Publish(std::shared_ptr<const MetricsSnapshot> snapshot) {
 
 std::vector<MetricFamily> MetricsExporter::Collect() const {
   std::shared_ptr<const MetricsSnapshot> snap;
+  std::shared_ptr<const WebhookStats> webhooks;
   {
     std::lock_guard lock(mu_);
     snap = snapshot_;
+    webhooks = webhook_stats_;
   }
   std::vector<MetricFamily> out;
   MetricFamily info = NewFamily("repwatch_build_info", "Version and git revision of this repwatch, always 1.",
@@ -323,6 +361,7 @@ std::vector<MetricFamily> MetricsExporter::Collect() const {
   AddSample(info, {{"version", build::kVersion}, {"revision", build::kRevision}}, 1);
   out.push_back(std::move(info));
   AddDns(out, dns_stats_);
+  if (webhooks) AddWebhooks(out, *webhooks);
   if (snap && snap->have_cycle) AddSnapshot(out, *snap);
   std::erase_if(out, [](const MetricFamily& f) { return f.metric.empty(); });
   return out;

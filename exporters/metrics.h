@@ -33,6 +33,14 @@
 //   repwatch_dns_tcp_fallbacks_total                  counter, truncated answers retried over TCP
 //   repwatch_dns_query_failures_total{reason}         counter, every reason from 0
 //   repwatch_dns_dropped_packets_total{reason}        counter, every reason from 0
+// Once webhook statistics are given (SetWebhookStats), one series per configured sink:
+//   repwatch_webhook_sent_total{sink}                 counter, requests the receiver took (2xx)
+//   repwatch_webhook_failures_total{sink,reason}      counter, failed attempts, every reason from 0
+//                                                     (timeout | connect | http_4xx | http_5xx |
+//                                                     http_429 | gone | other)
+//   repwatch_webhook_queue_items{sink}                gauge, event items not delivered yet
+//   repwatch_webhook_oldest_undelivered_age_seconds{sink}  gauge, age of the oldest of them (0 when none)
+//   repwatch_webhook_sink_disabled{sink}              gauge 1 while the sink is disabled (after a 410)
 #pragma once
 
 #include <map>
@@ -52,6 +60,8 @@
 #include "checks/report.h"
 
 namespace repwatch {
+
+class WebhookStats;  // exporters/webhooks.h
 
 struct MetricsSnapshot {
   struct Listing {
@@ -125,11 +135,15 @@ class MetricsExporter final : public prometheus::Collectable {
   // Thread-safe: the cycle thread publishes while the HTTP thread collects.
   void Publish(std::shared_ptr<const MetricsSnapshot> snapshot);
   std::vector<prometheus::MetricFamily> Collect() const override;
+  // The webhook sender's statistics (nullptr: no webhook families). Thread-safe; a
+  // reload that rebuilds the sender hands over its new statistics here.
+  void SetWebhookStats(std::shared_ptr<const WebhookStats> stats);
 
  private:
   const DnsStats& dns_stats_;
   mutable std::mutex mu_;
   std::shared_ptr<const MetricsSnapshot> snapshot_;
+  std::shared_ptr<const WebhookStats> webhook_stats_;
 };
 
 }  // namespace repwatch

@@ -9,7 +9,7 @@ set -euo pipefail
 BUILD_PACKAGES=(
   cmake make g++ pkg-config git
   libldns-dev libcurl4-openssl-dev prometheus-cpp-dev libtomlplusplus-dev catch2
-  libsqlite3-dev libcli11-dev nlohmann-json3-dev libfmt-dev libcivetweb-dev
+  libsqlite3-dev libcli11-dev nlohmann-json3-dev libfmt-dev libcivetweb-dev libssl-dev
 )
 # Lab: the real servers and clients the tests, demo and benchmark start in a
 # loopback-only namespace, plus the tools the test scripts use.
