@@ -103,6 +103,16 @@ const std::map<std::string, const char*> kWriteSql = {
     {"put zone health",
      "INSERT OR REPLACE INTO zone_health (zone, health, ipv4, ipv6, detail, updated) "
      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+    {"streams of ip",
+     "SELECT check_kind, subject, state, problems, oks, since, error_since, failing_sent FROM alert_streams "
+     "WHERE ip = ?1"},
+    {"ips with streams", "SELECT DISTINCT ip FROM alert_streams"},
+    {"put stream",
+     "INSERT OR REPLACE INTO alert_streams (ip, check_kind, subject, state, problems, oks, since, error_since, "
+     "failing_sent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+    {"delete stream", "DELETE FROM alert_streams WHERE ip = ?1 AND check_kind = ?2 AND subject = ?3"},
+    {"stored dnsbl status", "SELECT status, allowlist FROM dnsbl_state WHERE ip = ?1 AND zone = ?2"},
+    {"stored zone health", "SELECT health FROM zone_health WHERE zone = ?1"},
     {"enqueue item",
      "INSERT INTO outbox_items (sink, type, group_key, item, created) VALUES (?1, ?2, ?3, ?4, ?5)"},
     {"put cycle",
@@ -174,6 +184,11 @@ class Stmt {
   }
   Stmt& Bind(int i, double v) {
     sqlite3_bind_double(s_, i, v);
+    return *this;
+  }
+  Stmt& BindOptional(int i, const std::optional<long long>& v) {
+    if (v) return Bind(i, *v);
+    sqlite3_bind_null(s_, i);
     return *this;
   }
   Stmt& BindOptional(int i, const std::optional<std::string>& v) {
@@ -327,11 +342,13 @@ class StateStore::Impl {
   // During a cycle: the addresses that have (or had, earlier in it) dnsbl_state rows.
   // Clean addresses outside it skip reading their rows: one statement each.
   std::unordered_set<std::string> ips_with_rows;
+  std::unordered_set<std::string> ips_with_streams;  // the same for alert_streams
 
   Status Begin(long long now);
   void Finish() {
     in_cycle = false;
     ips_with_rows.clear();
+    ips_with_streams.clear();
   }
   Result<Rows> ReadRows(const std::string& ip);
   Result<std::pair<std::optional<std::string>, std::optional<std::string>>> CheckSections(const std::string& ip,
@@ -387,8 +404,19 @@ Status StateStore::Impl::Begin(long long now) {
       Finish();
       return more.status();
     }
-    if (!more.value()) return Status::Ok();
+    if (!more.value()) break;
     ips_with_rows.insert(q.Text(0));
+  }
+  Stmt& streams = db["ips with streams"];
+  for (;;) {
+    auto more = streams.Step();
+    if (!more.ok()) {
+      db["rollback"].Run();
+      Finish();
+      return more.status();
+    }
+    if (!more.value()) return Status::Ok();
+    ips_with_streams.insert(streams.Text(0));
   }
 }
 
@@ -422,6 +450,87 @@ Status StateStore::Checkpoint() {
   if (!impl_->in_cycle) return Status::Error(db.path() + ": Checkpoint outside a cycle");
   if (Status s = db["commit"].Run(); !s.ok()) return s;
   return db["begin"].Run();
+}
+
+Result<std::map<std::pair<std::string, std::string>, StreamRow>> StateStore::LoadStreams(const std::string& ip) {
+  std::lock_guard lock(impl_->write_mu);
+  Connection& db = *impl_->writer;
+  if (!impl_->in_cycle) return Status::Error(db.path() + ": LoadStreams outside a cycle");
+  std::map<std::pair<std::string, std::string>, StreamRow> out;
+  if (!impl_->ips_with_streams.contains(ip)) return out;
+  Stmt& q = db["streams of ip"];
+  q.Bind(1, ip);
+  for (;;) {
+    auto more = q.Step();
+    if (!more.ok()) return more.status();
+    if (!more.value()) return out;
+    StreamRow r;
+    r.problem = q.Text(2) == "problem";
+    r.problems = static_cast<int>(q.Int(3));
+    r.oks = static_cast<int>(q.Int(4));
+    r.since = q.Int(5);
+    if (!q.IsNull(6)) r.error_since = q.Int(6);
+    r.failing_sent = q.Int(7) != 0;
+    out[{q.Text(0), q.Text(1)}] = r;
+  }
+}
+
+Status StateStore::SaveStream(const std::string& ip, const std::string& check, const std::string& subject,
+                              const StreamRow& row) {
+  std::lock_guard lock(impl_->write_mu);
+  Connection& db = *impl_->writer;
+  if (!impl_->in_cycle) return Status::Error(db.path() + ": SaveStream outside a cycle");
+  if (row.IsDefault()) {
+    if (!impl_->ips_with_streams.contains(ip)) return Status::Ok();
+    return db["delete stream"].Bind(1, ip).Bind(2, check).Bind(3, subject).Run();
+  }
+  impl_->ips_with_streams.insert(ip);
+  Stmt& put = db["put stream"];
+  put.Bind(1, ip).Bind(2, check).Bind(3, subject).Bind(4, row.problem ? "problem" : "ok");
+  put.Bind(5, static_cast<long long>(row.problems)).Bind(6, static_cast<long long>(row.oks)).Bind(7, row.since);
+  put.BindOptional(8, row.error_since);
+  put.Bind(9, row.failing_sent ? 1LL : 0LL);
+  return put.Run();
+}
+
+Result<bool> StateStore::StoredProblem(const std::string& ip, const std::string& check, const std::string& subject) {
+  std::lock_guard lock(impl_->write_mu);
+  Connection& db = *impl_->writer;
+  auto first_row = [](Stmt& q) -> Result<bool> {
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    return row.value();
+  };
+  if (check == "dnsbl") {
+    if (!impl_->ips_with_rows.contains(ip)) return false;
+    Stmt& q = db["stored dnsbl status"];
+    auto found = first_row(q.Bind(1, ip).Bind(2, subject));
+    if (!found.ok() || !found.value()) return found;
+    const bool listed = q.Text(0) == "listed" && q.Int(1) == 0;
+    q.Reset();
+    return listed;
+  }
+  if (check == "zone") {
+    Stmt& q = db["stored zone health"];
+    auto found = first_row(q.Bind(1, subject));
+    if (!found.ok() || !found.value()) return found;
+    const bool unhealthy = q.Text(0) != "ok";
+    q.Reset();
+    return unhealthy;
+  }
+  Stmt& q = db["read checks"];
+  auto found = first_row(q.Bind(1, ip));
+  if (!found.ok() || !found.value()) return found;
+  bool problem = false;
+  if (check == "fcrdns" && !q.IsNull(0)) {
+    auto r = FcrdnsFromJson(nlohmann::json::parse(q.Text(0), nullptr, false));
+    problem = r && r->verdict() == Verdict::kProblem;
+  } else if (check == "spf" && !q.IsNull(1)) {
+    if (auto list = SpfFromJson(nlohmann::json::parse(q.Text(1), nullptr, false)))
+      for (const auto& d : *list) problem |= d.domain == subject && d.verdict() == Verdict::kProblem;
+  }
+  q.Reset();
+  return problem;
 }
 
 Status StateStore::EnqueueWebhookItem(const std::string& sink, const std::string& type, const std::string& group_key,

@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,6 +54,18 @@ struct StoredListing {
   long long first_seen = 0;  // unix seconds
   long long last_seen = 0;
   std::string last_error;    // the latest lookup error while listed ("" if the last lookup answered)
+};
+
+// One alert stream's stored state (agent/alerts.h): (ip, check, subject).
+struct StreamRow {
+  bool problem = false;                  // the stream's state: raised (problem) or not
+  int problems = 0;                      // consecutive problem results while ok
+  int oks = 0;                           // consecutive ok results while problem
+  long long since = 0;                   // first problem result of the current run / raise (first_seen)
+  std::optional<long long> error_since;  // first of the current run of error results
+  bool failing_sent = false;             // check.failing raised for the current error run
+  // A row equal to the default needs no storage.
+  bool IsDefault() const { return !problem && problems == 0 && !error_since; }
 };
 
 class StateStore {
@@ -80,6 +93,15 @@ class StateStore {
   // `group_key` says which items may share a request (e.g. "zone|range").
   Status EnqueueWebhookItem(const std::string& sink, const std::string& type, const std::string& group_key,
                             const std::string& item_json, long long now);
+  // Alert streams of one address, by (check, subject); only non-default rows exist.
+  // ip "" holds the zone streams. Inside the open cycle.
+  Result<std::map<std::pair<std::string, std::string>, StreamRow>> LoadStreams(const std::string& ip);
+  // Stores a stream row (a default row is deleted). Inside the open cycle.
+  Status SaveStream(const std::string& ip, const std::string& check, const std::string& subject, const StreamRow& row);
+  // Whether the last stored result of (ip, check, subject) was a problem: a block-list
+  // listing (dnsbl), a problem verdict of the stored fcrdns section or spf domain, an
+  // unhealthy zone (ip "", check "zone"). Read before RecordIp / RecordZoneHealth.
+  Result<bool> StoredProblem(const std::string& ip, const std::string& check, const std::string& subject);
   // Appends to `cycles` and commits.
   Status EndCycle(long long now, double duration_seconds, size_t addresses, bool success);
   // Drops the open cycle's writes (shutdown mid-cycle). No-op outside a cycle.

@@ -1,0 +1,223 @@
+#include "agent/alerts.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "checks/report_json.h"
+
+namespace repwatch {
+namespace {
+
+using J = nlohmann::ordered_json;
+
+// '*' matches any run of characters (including none), as in "dnsbl.*" or "*".
+bool GlobMatch(std::string_view pattern, std::string_view text) {
+  if (pattern.empty()) return text.empty();
+  if (pattern.front() == '*') {
+    for (size_t i = 0; i <= text.size(); ++i)
+      if (GlobMatch(pattern.substr(1), text.substr(i))) return true;
+    return false;
+  }
+  return !text.empty() && pattern.front() == text.front() && GlobMatch(pattern.substr(1), text.substr(1));
+}
+
+J RangeFields(const RangeConfig* range) {
+  J j = J::object();
+  if (!range) return j;
+  j["range"] = range->name;
+  j["labels"] = J::object();
+  for (const auto& [k, v] : range->labels) j["labels"][k] = v;
+  return j;
+}
+
+std::string Rfc3339(long long unix_seconds) {
+  const std::time_t t = unix_seconds;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
+}
+
+}  // namespace
+
+Transition ApplyResult(StreamRow& row, Verdict verdict, long long now, const AlertsConfig& config,
+                       bool known_problem) {
+  if (verdict == Verdict::kError) {
+    if (!row.error_since) row.error_since = now;
+    if (!row.failing_sent && now - *row.error_since >= config.failing_after.count()) {
+      row.failing_sent = true;
+      return Transition::kFailing;
+    }
+    return Transition::kNone;
+  }
+  row.error_since.reset();
+  row.failing_sent = false;
+  if (verdict == Verdict::kProblem) {
+    row.oks = 0;
+    if (row.problem) return Transition::kNone;
+    if (known_problem) {  // the store already knew: silently in the problem state
+      row.problem = true;
+      row.problems = 0;
+      row.since = now;
+      return Transition::kNone;
+    }
+    if (row.problems++ == 0) row.since = now;
+    if (row.problems < config.raise_after) return Transition::kNone;
+    row.problem = true;
+    row.problems = 0;
+    return Transition::kRaise;
+  }
+  row.problems = 0;
+  if (!row.problem) return Transition::kNone;
+  if (++row.oks < config.clear_after) return Transition::kNone;
+  row.problem = false;
+  row.oks = 0;
+  return Transition::kClear;
+}
+
+EventTypes EventTypesOf(std::string_view check) {
+  if (check == "dnsbl") return {"dnsbl.listed", "dnsbl.delisted"};
+  if (check == "fcrdns") return {"fcrdns.failed", "fcrdns.resolved"};
+  if (check == "spf") return {"spf.unauthorized", "spf.resolved"};
+  if (check == "mx") return {"mx.rejected", "mx.resolved"};
+  if (check == "zone") return {"zone.unhealthy", "zone.recovered"};
+  return {"check.failing", ""};
+}
+
+bool SinkAccepts(const WebhookConfig& sink, std::string_view type, const RangeConfig* range) {
+  if (!sink.events.empty() &&
+      std::none_of(sink.events.begin(), sink.events.end(), [&](const std::string& g) { return GlobMatch(g, type); }))
+    return false;
+  if (!range) return sink.ranges.empty() && sink.labels.empty();  // zone events carry no range
+  if (!sink.ranges.empty() && std::find(sink.ranges.begin(), sink.ranges.end(), range->name) == sink.ranges.end())
+    return false;
+  for (const auto& [k, v] : sink.labels) {
+    auto it = range->labels.find(k);
+    if (it == range->labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+AlertTracker::AlertTracker(const Config& config, StateStore& store) : config_(config), store_(store) {}
+
+Status AlertTracker::Record(const IpReport& report, long long now) {
+  const std::string ip = report.ip.ToString();
+  const RangeConfig* range = nullptr;
+  for (const RangeConfig& r : config_.ranges)
+    if (r.name == report.range) range = &r;
+  std::vector<Subject> subjects;
+  if (report.dnsbl) {
+    for (const DnsblZoneResult& z : *report.dnsbl) {
+      J item = {{"ip", ip}};
+      item.update(RangeFields(range));
+      item["zone"] = z.zone;
+      item["codes"] = z.codes;
+      item["meanings"] = z.meanings;
+      item["txt"] = z.txt;
+      item["delist_url"] = z.delist_url;
+      item["evidence"] = {{"query", fmt::format("{}.{}", report.ip.ReversedLabels(), z.zone)}};
+      if (!z.error.empty()) item["error"] = z.error;
+      subjects.push_back({"dnsbl", z.zone, z.verdict(), std::move(item), z.zone + "|" + report.range});
+    }
+  }
+  if (report.fcrdns) {
+    J item = {{"ip", ip}};
+    item.update(RangeFields(range));
+    item["fcrdns"] = FcrdnsJson(*report.fcrdns);
+    item["evidence"] = {{"query", report.ip.ReverseDnsName()}};
+    subjects.push_back({"fcrdns", "", report.fcrdns->verdict(), std::move(item), report.range});
+  }
+  for (const SpfDomainResult& d : report.spf.value_or(std::vector<SpfDomainResult>{})) {
+    J item = {{"ip", ip}};
+    item.update(RangeFields(range));
+    item["domain"] = d.domain;
+    item["result"] = d.result;
+    item["reason"] = d.reason;
+    if (!d.permissive.empty()) item["permissive"] = d.permissive;
+    item["evidence"] = {{"query", d.domain + " TXT"}};
+    subjects.push_back({"spf", d.domain, d.verdict(), std::move(item), d.domain + "|" + report.range});
+  }
+  if (subjects.empty()) return Status::Ok();
+  auto rows = store_.LoadStreams(ip);
+  if (!rows.ok()) return rows.status();
+  for (const Subject& s : subjects) {
+    auto it = rows.value().find({s.check, s.subject});
+    std::optional<StreamRow> old;
+    if (it != rows.value().end()) old = it->second;
+    bool known = false;
+    if (!old && s.verdict == Verdict::kProblem) {
+      auto stored = store_.StoredProblem(ip, s.check, s.subject);
+      if (!stored.ok()) return stored.status();
+      known = stored.value();
+    }
+    if (Status st = Apply(ip, range, s, old, known, now); !st.ok()) return st;
+  }
+  return Status::Ok();
+}
+
+Status AlertTracker::RecordZone(const ZoneHealthReport& zone, long long now) {
+  J item = {{"zone", zone.zone}, {"health", ZoneHealthName(zone.health)}, {"detail", zone.detail}};
+  const Verdict v = zone.health == ZoneHealth::kOk ? Verdict::kOk : Verdict::kProblem;
+  Subject s{"zone", zone.zone, v, std::move(item), zone.zone};
+  auto rows = store_.LoadStreams("");
+  if (!rows.ok()) return rows.status();
+  auto it = rows.value().find({"zone", zone.zone});
+  std::optional<StreamRow> old;
+  if (it != rows.value().end()) old = it->second;
+  bool known = false;
+  if (!old && v == Verdict::kProblem) {
+    auto stored = store_.StoredProblem("", "zone", zone.zone);
+    if (!stored.ok()) return stored.status();
+    known = stored.value();
+  }
+  return Apply("", nullptr, s, old, known, now);
+}
+
+Status AlertTracker::Apply(const std::string& ip, const RangeConfig* range, const Subject& s,
+                           const std::optional<StreamRow>& old, bool known_problem, long long now) {
+  StreamRow row = old.value_or(StreamRow{});
+  const Transition t = ApplyResult(row, s.verdict, now, config_.alerts, known_problem);
+  if (old || !row.IsDefault())
+    if (Status st = store_.SaveStream(ip, s.check, s.subject, row); !st.ok()) return st;
+  const EventTypes types = EventTypesOf(s.check);
+  switch (t) {
+    case Transition::kNone: return Status::Ok();
+    case Transition::kRaise: {
+      Subject raised = s;
+      raised.item["first_seen"] = Rfc3339(row.since);
+      return Emit(types.raise, range, raised, now);
+    }
+    case Transition::kClear: {
+      Subject cleared = s;
+      if (old) cleared.item["first_seen"] = Rfc3339(old->since);
+      return Emit(types.clear, range, cleared, now);
+    }
+    case Transition::kFailing: {
+      Subject failing = s;
+      failing.item["check"] = s.check;
+      if (!s.subject.empty()) failing.item["subject"] = s.subject;
+      failing.item["error_since"] = Rfc3339(*row.error_since);
+      failing.group = s.check + "|" + s.group;
+      return Emit("check.failing", range, failing, now);
+    }
+  }
+  return Status::Ok();
+}
+
+Status AlertTracker::Emit(std::string_view type, const RangeConfig* range, const Subject& s, long long now) {
+  ++raised_[std::string(type)];
+  J item = s.item;
+  item["type"] = type;
+  item["at"] = Rfc3339(now);
+  item["instance"] = config_.agent.instance;
+  const std::string text = item.dump();
+  for (const WebhookConfig& sink : config_.webhooks) {
+    if (!SinkAccepts(sink, type, range)) continue;
+    if (Status st = store_.EnqueueWebhookItem(sink.name, std::string(type), s.group, text, now); !st.ok()) return st;
+  }
+  return Status::Ok();
+}
+
+}  // namespace repwatch
