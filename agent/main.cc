@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "agent/config.h"
+#include "agent/alerts.h"
 #include "agent/dns_cache.h"
 #include "agent/dns_client.h"
 #include "agent/log.h"
@@ -139,7 +140,7 @@ void PublishStoredState(const Config& config, const StateStore& store, const Sha
 // One daemon cycle: check everything, store it, publish metrics. Returns whether
 // the cycle completed (a stop request cuts it short).
 bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& cache, const TargetSet& targets,
-                 const Shard& shard, StateStore& store, MetricsExporter& exporter, Clock& clock,
+                 const Shard& shard, StateStore& store, AlertTracker& alerts, MetricsExporter& exporter, Clock& clock,
                  std::chrono::nanoseconds spread) {
   const long long started = UnixSeconds(clock.WallNow());
   cache.Clear();  // each cycle sees the DNS as it is now
@@ -149,8 +150,19 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
   CycleOptions options;
   options.spread = spread;
   options.stop = &g_stop;
+  // Results and the events they raise are committed every few seconds, so the webhook
+  // sender can pick events up during a long, spread-out cycle.
+  auto last_checkpoint = clock.Now();
+  auto checkpoint = [&] {
+    if (clock.Now() - last_checkpoint < std::chrono::seconds(2)) return;
+    last_checkpoint = clock.Now();
+    if (Status s = store.Checkpoint(); !s.ok() && store_failures++ == 0) log::Error(s.message());
+  };
   auto outcome = scheduler.RunCycle(targets, options, [&](IpReport&& r) {
+    const long long now = UnixSeconds(clock.WallNow());
+    if (Status s = alerts.Record(r, now); !s.ok() && store_failures++ == 0) log::Error(s.message());
     if (Status s = store.RecordIp(r, started); !s.ok() && store_failures++ == 0) log::Error(s.message());
+    checkpoint();
     for (const auto& z : r.dnsbl.value_or(std::vector<DnsblZoneResult>{})) {
       listed += z.verdict() == Verdict::kProblem;
       errors += z.verdict() == Verdict::kError;
@@ -166,6 +178,7 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
     snapshot.Add(r);
   });
   for (const auto& z : outcome.report.zones) {
+    if (Status s = alerts.RecordZone(z, started); !s.ok()) log::Error(s.message());
     if (Status s = store.RecordZoneHealth(z, started); !s.ok()) log::Error(s.message());
     if (z.health != ZoneHealth::kOk) log::Warn(fmt::format("zone {} is {}: {}", z.zone, ZoneHealthName(z.health), z.detail));
   }
@@ -182,10 +195,12 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
       log::Error(stored.error());
     exporter.Publish(snapshot.Finish(seconds, ok ? finished : 0));
   }
+  std::string events;
+  for (const auto& [type, n] : alerts.raised()) events += fmt::format("{}{} {}", events.empty() ? "" : ", ", n, type);
   log::Info(fmt::format("cycle {}: {} addresses in {:.1f}s, {} listings, {} with reverse DNS/HELO problems, "
-                        "{} (address, domain) not authorised by SPF, {} results could not tell{}",
+                        "{} (address, domain) not authorised by SPF, {} results could not tell; events so far: {}{}",
                         outcome.completed ? "done" : "stopped early", outcome.addresses_done, seconds, listed,
-                        fcrdns_problems, spf_problems, errors,
+                        fcrdns_problems, spf_problems, errors, events.empty() ? "none" : events,
                         store_failures ? fmt::format(", {} state writes failed", store_failures) : ""));
   return outcome.completed;
 }
@@ -207,6 +222,7 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
   }
   TargetSet targets = TargetSet::FromRanges(config->ranges);
   targets.Restrict(shard);
+  AlertTracker alerts(*config, *store.value());
   CachingResolver cache(*client.value(), clock);
   auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock, &cache}, targets.families());
   Scheduler scheduler(checks, cache, clock);
@@ -238,7 +254,8 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
     const auto cycle_start = clock.Now();
     const auto spread = first || once ? std::chrono::nanoseconds(0)
                                       : std::chrono::duration_cast<std::chrono::nanoseconds>(config->agent.interval * 0.9);
-    if (RunOneCycle(*config, scheduler, cache, targets, shard, *store.value(), *exporter, clock, spread)) ready = true;
+    if (RunOneCycle(*config, scheduler, cache, targets, shard, *store.value(), alerts, *exporter, clock, spread))
+      ready = true;
     first = false;
     if (once) break;
     while (!g_stop && clock.Now() < cycle_start + config->agent.interval)
