@@ -494,7 +494,10 @@ TEST_CASE("the example config loads without errors or warnings", "[config]") {
   std::string here = __FILE__;
   const std::string root = here.substr(0, here.rfind("tests/agent/"));
   unsetenv("REPWATCH_DQS_KEY");
+  setenv("REPWATCH_ONCALL_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
   auto cfg = LoadConfig(root + "configs/example.toml");
+  unsetenv("REPWATCH_ONCALL_SECRET");
+  INFO((cfg.ok() ? std::string() : cfg.error()));
   REQUIRE(cfg.ok());
   const Config& c = cfg.value();
   for (const auto& w : c.warnings) FAIL_CHECK(w.ToString());
@@ -503,6 +506,10 @@ TEST_CASE("the example config loads without errors or warnings", "[config]") {
   CHECK(c.dns.servers.size() == 2);
   CHECK(c.agent.instance == "mx-monitor-1");
   for (const DnsblZone& z : c.dnsbl) CHECK(z.known);
+  REQUIRE(c.webhooks.size() == 1);
+  CHECK(c.webhooks[0].format == WebhookFormat::kStandard);
+  CHECK(c.webhooks[0].secret.starts_with("whsec_"));
+  CHECK(c.alerts.failing_after == std::chrono::hours(6));
 }
 
 TEST_CASE("a missing config file is reported", "[config]") {
