@@ -23,6 +23,7 @@
 #include "exporters/http_server.h"
 #include "exporters/metrics.h"
 #include "exporters/report_format.h"
+#include "exporters/webhooks.h"
 
 namespace repwatch {
 namespace {
@@ -205,6 +206,24 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
   return outcome.completed;
 }
 
+// After a one-shot cycle: give the webhook sender up to 10 s to deliver what the
+// cycle raised. Whatever is left stays in the outbox for the next run.
+void DrainWebhooks(const Config& config, const WebhookStats& stats, Clock& clock) {
+  const auto deadline = clock.Now() + std::chrono::seconds(10);
+  // The sender refreshes queue depths every ~2 s: wait for one refresh after the cycle.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto pending = [&] {
+    long long n = 0;
+    for (const auto& s : stats.sinks())
+      if (!s->disabled) n += s->queue_items.load();
+    return n;
+  };
+  while (!g_stop && pending() > 0 && clock.Now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (const long long left = pending(); left > 0)
+    log::Warn(fmt::format("{} webhook item(s) not delivered yet; they stay in the outbox of {} for the next run", left,
+                          config.agent.state_dir));
+}
+
 int RunCommand(const std::string& path, bool once, std::string listen, const Shard& shard) {
   auto config = Load(path);
   if (!config) return 2;
@@ -229,6 +248,21 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
 
   auto exporter = std::make_shared<MetricsExporter>(stats);
   PublishStoredState(*config, *store.value(), shard, *exporter);
+  // Webhooks leave from the outbox on their own thread and connection; events
+  // raised by earlier runs and not yet delivered go first.
+  auto webhook_stats = std::make_shared<WebhookStats>(config->webhooks);
+  std::unique_ptr<WebhookSender> sender;
+  if (!config->webhooks.empty()) {
+    auto created = WebhookSender::Create(config->webhooks, config->agent.instance, config->agent.state_dir, clock,
+                                         webhook_stats);
+    if (!created.ok()) {
+      log::Error(created.error());
+      return 1;
+    }
+    sender = std::move(created).value();
+    exporter->SetWebhookStats(webhook_stats);
+    sender->Start();
+  }
   std::atomic<bool> ready{false};
   HttpServer server(listen.empty() ? config->agent.listen_address : listen);
   AddStandardRoutes(server, StandardRoutes{{exporter}, [&ready] { return ready.load(); }});
@@ -257,10 +291,14 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
     if (RunOneCycle(*config, scheduler, cache, targets, shard, *store.value(), alerts, *exporter, clock, spread))
       ready = true;
     first = false;
-    if (once) break;
+    if (once) {
+      if (sender) DrainWebhooks(*config, *webhook_stats, clock);
+      break;
+    }
     while (!g_stop && clock.Now() < cycle_start + config->agent.interval)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+  if (sender) sender->Stop();
   log::Info(g_stop ? "stopping on signal" : "done");
   return 0;
 }
