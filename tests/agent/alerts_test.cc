@@ -8,23 +8,14 @@
 #include <catch2/catch.hpp>
 
 #include "builders.h"
+#include "temp_dir.h"
 
 namespace repwatch {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/repwatch_alerts_test.XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using testing::TempDir;
 
 // Feeds a sequence of verdicts to one stream and returns the transitions.
 std::vector<Transition> Feed(const std::vector<Verdict>& verdicts, AlertsConfig config = {}) {

@@ -1,6 +1,7 @@
 #include "agent/state_store.h"
 
 #include "builders.h"
+#include "temp_dir.h"
 
 #include <sqlite3.h>
 #include <unistd.h>
@@ -17,19 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under /tmp, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/repwatch_state_test.XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string sub(const std::string& name) const { return (path / name).string(); }
-};
+using testing::TempDir;
 
 IpAddress Ip(const char* text) { return IpAddress::Parse(text).value(); }
 
