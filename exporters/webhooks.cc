@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <ctime>
 #include <map>
@@ -346,6 +349,7 @@ size_t OnBody(char* data, size_t size, size_t count, void* arg) {
 std::string Printable(std::string_view text) {
   std::string out;
   for (char c : text) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  while (!out.empty() && out.back() == ' ') out.pop_back();
   return out;
 }
 
@@ -430,6 +434,19 @@ void WebhookSender::Stop() {
   curl_multi_wakeup(impl_->multi);
   impl_->outbox->Interrupt();
   if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+Result<long long> WebhookSender::Undelivered() {
+  long long n = 0;
+  for (const Sink& sink : impl_->sinks) {
+    auto disabled = impl_->outbox->SinkDisabled(sink.config.name);
+    if (!disabled.ok()) return disabled.status();
+    if (disabled.value()) continue;
+    auto depth = impl_->outbox->Depth(sink.config.name);
+    if (!depth.ok()) return depth.status();
+    n += depth.value().items;
+  }
+  return n;
 }
 
 void WebhookSender::Impl::Run() {

@@ -22,14 +22,11 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "agent/clock.h"
@@ -126,6 +123,10 @@ class WebhookSender {
 
   // The delay after a failed attempt (attempts >= 1, counting this one), before
   // Retry-After: retry_initial * 4^(attempts-1), capped at retry_max, then * [0.8, 1.2].
+  // Items not delivered yet over the enabled sinks, read from the database now (the
+  // stats' queue_items lag by up to Options::refresh). For `run --once` draining.
+  Result<long long> Undelivered();
+
   static std::chrono::milliseconds Backoff(const WebhookConfig& sink, long long attempts, double jitter01);
 
   class Impl;

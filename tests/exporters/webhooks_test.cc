@@ -551,6 +551,7 @@ TEST_CASE("WebhookSender: a receiver that is down; queue depth and oldest age; m
   WebhookSinkStats& s = *stats->sinks().front();
   auto sender = f.Start(stats);
   std::this_thread::sleep_for(1300ms);
+  CHECK(sender->Undelivered().value() == 7);
   sender->Stop();
   // retry_initial 100 ms would allow ~5 attempts in 1.3 s; min_interval 1 s allows 2 (at 0 and 1 s).
   const uint64_t attempts = Failures(s, WebhookFailure::kConnect);
