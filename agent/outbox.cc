@@ -11,9 +11,8 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
-
-#include <fmt/format.h>
 
 namespace repwatch {
 namespace {

@@ -456,7 +456,11 @@ void WebhookSender::Impl::Run() {
     bool busy = false;
     for (Sink& sink : sinks) {
       if (stopping) break;
-      busy |= Serve(sink);
+      try {
+        busy |= Serve(sink);
+      } catch (const std::exception& e) {  // e.g. getrandom failing: never take the agent down
+        log::Error(fmt::format("webhook {}: {}", sink.config.name, e.what()));
+      }
     }
     if (clock.Now() >= next_refresh) {
       for (Sink& sink : sinks) Refresh(sink, false);
