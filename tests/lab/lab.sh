@@ -200,6 +200,27 @@ lab_unbound() {
   LAB_LAST_PID=$pid
 }
 
+# lab_webhook_receiver NAME ADDR:PORT LOG [RECEIVER_ARG...]: starts
+# tests/lab/webhook_receiver.py on ADDR:PORT, logging every request as a JSON
+# line to LOG (see its --script / --state / --then), and waits until it
+# listens. Sets LAB_LAST_PID.
+lab_webhook_receiver() {
+  local name=$1 listen=$2 log=$3
+  shift 3
+  local ready="$LAB_DIR/$name.ready"
+  rm -f "$ready"
+  lab_spawn "$name" python3 "$LAB_ROOT/webhook_receiver.py" --listen "$listen" --log "$log" \
+    --ready-file "$ready" "$@"
+  local pid=$LAB_LAST_PID
+  local deadline=$((SECONDS + 20))
+  until [[ -s $ready ]]; do
+    lab_alive "$pid" || lab_die "webhook receiver $name exited (see $name.log)"
+    ((SECONDS < deadline)) || lab_die "webhook receiver $name did not listen within 20s"
+    sleep 0.05
+  done
+  LAB_LAST_PID=$pid
+}
+
 # lab_http_code URL: prints the HTTP status (000 when nothing answers).
 lab_http_code() {
   curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" 2>/dev/null || true
