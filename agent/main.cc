@@ -59,9 +59,20 @@ int ValidateCommand(const std::string& path) {
   }
   const Config& c = config.value();
   for (const auto& w : c.warnings) std::cerr << w.pos.file << ":" << w.pos.line << ":" << w.pos.column << ": warning: " << w.message << "\n";
-  std::cout << fmt::format("{}: ok ({} ranges, {} addresses, {} DNSBL zones, FCrDNS {}, SPF {})\n", path,
+  // The signing key itself (24-64 bytes of base64 after whsec_), as the sender will read it.
+  bool keys_ok = true;
+  for (const WebhookConfig& w : c.webhooks) {
+    if (w.secret.empty()) continue;
+    if (auto key = DecodeWhsec(w.secret); !key.ok()) {
+      std::cerr << fmt::format("{}:{}:{}: webhook \"{}\": {}\n", w.pos.file, w.pos.line, w.pos.column, w.name,
+                               key.error());
+      keys_ok = false;
+    }
+  }
+  if (!keys_ok) return 1;
+  std::cout << fmt::format("{}: ok ({} ranges, {} addresses, {} DNSBL zones, FCrDNS {}, SPF {}, {} webhooks)\n", path,
                            c.ranges.size(), TargetSet::FromRanges(c.ranges).size(), c.dnsbl.size(),
-                           c.fcrdns.enabled ? "on" : "off", c.spf.enabled ? "on" : "off");
+                           c.fcrdns.enabled ? "on" : "off", c.spf.enabled ? "on" : "off", c.webhooks.size());
   return 0;
 }
 
@@ -208,18 +219,17 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
 
 // After a one-shot cycle: give the webhook sender up to 10 s to deliver what the
 // cycle raised. Whatever is left stays in the outbox for the next run.
-void DrainWebhooks(const Config& config, const WebhookStats& stats, Clock& clock) {
+void DrainWebhooks(const Config& config, WebhookSender& sender, Clock& clock) {
   const auto deadline = clock.Now() + std::chrono::seconds(10);
-  // The sender refreshes queue depths every ~2 s: wait for one refresh after the cycle.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
-  auto pending = [&] {
-    long long n = 0;
-    for (const auto& s : stats.sinks())
-      if (!s->disabled) n += s->queue_items.load();
-    return n;
-  };
-  while (!g_stop && pending() > 0 && clock.Now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  if (const long long left = pending(); left > 0)
+  long long left = 0;
+  for (;;) {
+    auto undelivered = sender.Undelivered();
+    if (!undelivered.ok()) return log::Error(undelivered.error());
+    left = undelivered.value();
+    if (left == 0 || g_stop || clock.Now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (left > 0)
     log::Warn(fmt::format("{} webhook item(s) not delivered yet; they stay in the outbox of {} for the next run", left,
                           config.agent.state_dir));
 }
@@ -292,7 +302,7 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
       ready = true;
     first = false;
     if (once) {
-      if (sender) DrainWebhooks(*config, *webhook_stats, clock);
+      if (sender) DrainWebhooks(*config, *sender, clock);
       break;
     }
     while (!g_stop && clock.Now() < cycle_start + config->agent.interval)
