@@ -57,7 +57,7 @@ Transition ApplyResult(StreamRow& row, Verdict verdict, long long now, const Ale
   if (verdict == Verdict::kProblem) {
     row.oks = 0;
     if (row.problem) return Transition::kNone;
-    if (known_problem) {  // the store already knew: silently in the problem state
+    if (known_problem && row.problems == 0) {  // the store already knew: silently in the problem state
       row.problem = true;
       row.problems = 0;
       row.since = now;
@@ -147,7 +147,8 @@ Status AlertTracker::Record(const IpReport& report, long long now) {
     std::optional<StreamRow> old;
     if (it != rows.value().end()) old = it->second;
     bool known = false;
-    if (!old && s.verdict == Verdict::kProblem) {
+    // No run of problems yet (no row, or only errors so far): was it a problem already?
+    if ((!old || (!old->problem && old->problems == 0)) && s.verdict == Verdict::kProblem) {
       auto stored = store_.StoredProblem(ip, s.check, s.subject);
       if (!stored.ok()) return stored.status();
       known = stored.value();
@@ -167,7 +168,7 @@ Status AlertTracker::RecordZone(const ZoneHealthReport& zone, long long now) {
   std::optional<StreamRow> old;
   if (it != rows.value().end()) old = it->second;
   bool known = false;
-  if (!old && v == Verdict::kProblem) {
+  if ((!old || (!old->problem && old->problems == 0)) && v == Verdict::kProblem) {
     auto stored = store_.StoredProblem("", "zone", zone.zone);
     if (!stored.ok()) return stored.status();
     known = stored.value();
@@ -179,8 +180,15 @@ Status AlertTracker::Apply(const std::string& ip, const RangeConfig* range, cons
                            const std::optional<StreamRow>& old, bool known_problem, long long now) {
   StreamRow row = old.value_or(StreamRow{});
   const Transition t = ApplyResult(row, s.verdict, now, config_.alerts, known_problem);
-  if (old || !row.IsDefault())
-    if (Status st = store_.SaveStream(ip, s.check, s.subject, row); !st.ok()) return st;
+  // The event's items first, the stream second: if an item cannot be written, the
+  // stream keeps its old state and raises again next time.
+  if (Status st = Event(t, range, s, old, row, now); !st.ok()) return st;
+  if (old || !row.IsDefault()) return store_.SaveStream(ip, s.check, s.subject, row);
+  return Status::Ok();
+}
+
+Status AlertTracker::Event(Transition t, const RangeConfig* range, const Subject& s,
+                           const std::optional<StreamRow>& old, const StreamRow& row, long long now) {
   const EventTypes types = EventTypesOf(s.check);
   switch (t) {
     case Transition::kNone: return Status::Ok();

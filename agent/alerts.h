@@ -68,6 +68,8 @@ class AlertTracker {
   };
   Status Apply(const std::string& ip, const RangeConfig* range, const Subject& s, const std::optional<StreamRow>& old,
                bool known_problem, long long now);
+  Status Event(Transition t, const RangeConfig* range, const Subject& s, const std::optional<StreamRow>& old,
+               const StreamRow& row, long long now);
   Status Emit(std::string_view type, const RangeConfig* range, const Subject& s, long long now);
 
   const Config& config_;

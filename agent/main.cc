@@ -162,18 +162,24 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
   CycleOptions options;
   options.spread = spread;
   options.stop = &g_stop;
-  // Results and the events they raise are committed every few seconds, so the webhook
-  // sender can pick events up during a long, spread-out cycle.
+  // Results and the events they raise are committed after every address of a spread
+  // cycle (addresses arrive seconds apart) and every 200 ms of a fast one, so the
+  // webhook sender gets the write lock in between and events leave during the cycle.
   auto last_checkpoint = clock.Now();
   auto checkpoint = [&] {
-    if (clock.Now() - last_checkpoint < std::chrono::seconds(2)) return;
+    if (spread.count() == 0 && clock.Now() - last_checkpoint < std::chrono::milliseconds(200)) return;
     last_checkpoint = clock.Now();
     if (Status s = store.Checkpoint(); !s.ok() && store_failures++ == 0) log::Error(s.message());
   };
   auto outcome = scheduler.RunCycle(targets, options, [&](IpReport&& r) {
     const long long now = UnixSeconds(clock.WallNow());
-    if (Status s = alerts.Record(r, now); !s.ok() && store_failures++ == 0) log::Error(s.message());
-    if (Status s = store.RecordIp(r, started); !s.ok() && store_failures++ == 0) log::Error(s.message());
+    // If its alert streams could not be written, the address's results are not stored
+    // either: next cycle sees the change again instead of taking it for old news.
+    if (Status a = alerts.Record(r, now); !a.ok()) {
+      if (store_failures++ == 0) log::Error(a.message());
+    } else if (Status s = store.RecordIp(r, started); !s.ok() && store_failures++ == 0) {
+      log::Error(s.message());
+    }
     checkpoint();
     for (const auto& z : r.dnsbl.value_or(std::vector<DnsblZoneResult>{})) {
       listed += z.verdict() == Verdict::kProblem;

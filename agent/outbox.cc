@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "agent/state_store.h"
+
 namespace repwatch {
 namespace {
 
@@ -26,9 +28,12 @@ const std::map<std::string, const char*> kSql = {
     {"any batch", "SELECT 1 FROM outbox_batches WHERE sink = ?1 AND delivered IS NULL LIMIT 1"},
     {"oldest pending",
      "SELECT type, group_key FROM outbox_items WHERE sink = ?1 AND batch IS NULL ORDER BY id LIMIT 1"},
+    // Items of one group up to the first pending item of another type in the same
+    // group: a batch never carries a listing past the delisting that followed it.
     {"group items",
      "SELECT id, item, created FROM outbox_items WHERE sink = ?1 AND batch IS NULL AND type = ?2 "
-     "AND group_key = ?3 ORDER BY id LIMIT ?4"},
+     "AND group_key = ?3 AND id < coalesce((SELECT min(id) FROM outbox_items WHERE sink = ?1 AND batch IS NULL "
+     "AND group_key = ?3 AND type <> ?2), 9223372036854775807) ORDER BY id LIMIT ?4"},
     {"put batch",
      "INSERT INTO outbox_batches (id, sink, type, body, items, created, attempts, next_attempt, last_error) "
      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, '')"},
@@ -117,10 +122,22 @@ class Outbox::Impl {
   std::string Error(const std::string& step) const { return path + ": " + step + ": " + sqlite3_errmsg(db); }
 
   // Runs fn inside BEGIN IMMEDIATE ... COMMIT; rolls back when it fails.
+  // While it waits for the lock it raises its hand (write_turn), so a long cycle
+  // yields at its next checkpoint. An exception from fn rolls back too: a transaction
+  // left open would block every later write of the agent.
   template <typename Fn>
   Status Write(Fn&& fn) {
-    if (Status s = (*this)["begin"].Run(); !s.ok()) return s;
-    Status s = fn();
+    write_turn::Want();
+    Status begun = (*this)["begin"].Run();
+    write_turn::Done();
+    if (!begun.ok()) return begun;
+    Status s;
+    try {
+      s = fn();
+    } catch (...) {
+      (*this)["rollback"].Run();
+      throw;
+    }
     if (s.ok()) s = (*this)["commit"].Run();
     if (!s.ok()) (*this)["rollback"].Run();
     return s;

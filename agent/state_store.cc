@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
@@ -338,6 +340,7 @@ class StateStore::Impl {
   std::mutex write_mu;
   mutable std::mutex read_mu;
   bool in_cycle = false;
+  bool tx_open = false;  // within a cycle: a write transaction is open (see Checkpoint)
   long long cycle_started = 0;
   // During a cycle: the addresses that have (or had, earlier in it) dnsbl_state rows.
   // Clean addresses outside it skip reading their rows: one statement each.
@@ -345,8 +348,16 @@ class StateStore::Impl {
   std::unordered_set<std::string> ips_with_streams;  // the same for alert_streams
 
   Status Begin(long long now);
+  // Opens the cycle's write transaction if a checkpoint closed it.
+  Status Tx() {
+    if (tx_open) return Status::Ok();
+    if (Status s = (*writer)["begin"].Run(); !s.ok()) return s;
+    tx_open = true;
+    return Status::Ok();
+  }
   void Finish() {
     in_cycle = false;
+    tx_open = false;
     ips_with_rows.clear();
     ips_with_streams.clear();
   }
@@ -395,6 +406,7 @@ Status StateStore::Impl::Begin(long long now) {
   Connection& db = *writer;
   if (Status s = db["begin"].Run(); !s.ok()) return s;
   in_cycle = true;
+  tx_open = true;
   cycle_started = now;
   Stmt& q = db["ips with rows"];
   for (;;) {
@@ -423,14 +435,19 @@ Status StateStore::Impl::Begin(long long now) {
 Status StateStore::AbortCycle() {
   std::lock_guard lock(impl_->write_mu);
   if (!impl_->in_cycle) return Status::Ok();
+  const bool open = impl_->tx_open;
   impl_->Finish();
-  return (*impl_->writer)["rollback"].Run();
+  return open ? (*impl_->writer)["rollback"].Run() : Status::Ok();
 }
 
 Status StateStore::EndCycle(long long now, double duration_seconds, size_t addresses, bool success) {
   std::lock_guard lock(impl_->write_mu);
   Connection& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": EndCycle without BeginCycle");
+  if (Status s = impl_->Tx(); !s.ok()) {
+    impl_->Finish();
+    return s;
+  }
   Status s = db["put cycle"]
                  .Bind(1, impl_->cycle_started)
                  .Bind(2, now)
@@ -448,9 +465,22 @@ Status StateStore::Checkpoint() {
   std::lock_guard lock(impl_->write_mu);
   Connection& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": Checkpoint outside a cycle");
+  if (!impl_->tx_open) return Status::Ok();
   if (Status s = db["commit"].Run(); !s.ok()) return s;
-  return db["begin"].Run();
+  impl_->tx_open = false;
+  // Someone is waiting for the lock: let them have it before the cycle writes again.
+  for (int i = 0; i < 20 && write_turn::Wanted(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return Status::Ok();
 }
+
+namespace write_turn {
+namespace {
+std::atomic<int> g_waiting{0};
+}
+void Want() { g_waiting.fetch_add(1); }
+void Done() { g_waiting.fetch_sub(1); }
+bool Wanted() { return g_waiting.load() > 0; }
+}  // namespace write_turn
 
 Result<std::map<std::pair<std::string, std::string>, StreamRow>> StateStore::LoadStreams(const std::string& ip) {
   std::lock_guard lock(impl_->write_mu);
@@ -480,6 +510,7 @@ Status StateStore::SaveStream(const std::string& ip, const std::string& check, c
   std::lock_guard lock(impl_->write_mu);
   Connection& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": SaveStream outside a cycle");
+  if (Status s = impl_->Tx(); !s.ok()) return s;
   if (row.IsDefault()) {
     if (!impl_->ips_with_streams.contains(ip)) return Status::Ok();
     return db["delete stream"].Bind(1, ip).Bind(2, check).Bind(3, subject).Run();
@@ -538,6 +569,7 @@ Status StateStore::EnqueueWebhookItem(const std::string& sink, const std::string
   std::lock_guard lock(impl_->write_mu);
   Connection& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": EnqueueWebhookItem outside a cycle");
+  if (Status s = impl_->Tx(); !s.ok()) return s;
   return db["enqueue item"].Bind(1, sink).Bind(2, type).Bind(3, group_key).Bind(4, item_json).Bind(5, now).Run();
 }
 
@@ -545,6 +577,7 @@ Status StateStore::RecordZoneHealth(const ZoneHealthReport& health, long long no
   std::lock_guard lock(impl_->write_mu);
   Connection& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": RecordZoneHealth outside a cycle");
+  if (Status s = impl_->Tx(); !s.ok()) return s;
   return db["put zone health"]
       .Bind(1, health.zone)
       .Bind(2, ZoneHealthName(health.health))
@@ -558,6 +591,7 @@ Status StateStore::RecordZoneHealth(const ZoneHealthReport& health, long long no
 Status StateStore::RecordIp(const IpReport& report, long long now) {
   std::lock_guard lock(impl_->write_mu);
   if (!impl_->in_cycle) return Status::Error(impl_->writer->path() + ": RecordIp outside a cycle");
+  if (Status s = impl_->Tx(); !s.ok()) return s;
   return impl_->RecordIpLocked(report, now);
 }
 

@@ -25,7 +25,8 @@
 // (check disabled) only refreshes the ips row.
 //
 // Threads: one writer (the cycle) and any number of readers (HTTP, webhooks). Reads
-// use their own connection, so they see the last committed cycle, never a half one.
+// use their own connection and see what the cycle committed at its last checkpoint:
+// each address is consistent, a cycle may be partly visible.
 #pragma once
 
 #include <chrono>
@@ -68,6 +69,16 @@ struct StreamRow {
   bool IsDefault() const { return !problem && problems == 0 && !error_since; }
 };
 
+// Lets another connection of this process (the webhook sender, agent/outbox.h) take
+// the database's write lock during a cycle: it raises its hand while it waits, and
+// StateStore::Checkpoint, having committed, waits for it (up to 200 ms) before the
+// cycle writes again.
+namespace write_turn {
+void Want();
+void Done();
+bool Wanted();
+}  // namespace write_turn
+
 class StateStore {
  public:
   // Creates state_dir if missing (mode 0750) and opens/migrates the database
@@ -84,10 +95,12 @@ class StateStore {
   Status BeginCycle(long long now);
   Status RecordIp(const IpReport& report, long long now);
   Status RecordZoneHealth(const ZoneHealthReport& health, long long now);
-  // Commits what the open cycle wrote so far and goes on in a new transaction, so the
-  // webhook sender (its own connection) can write between checkpoints. Stream changes
-  // and the webhook items they raise are written between the same two checkpoints,
-  // so a crash loses both or neither. The agent checkpoints every few seconds.
+  // Commits what the open cycle wrote so far. The next write opens a new transaction,
+  // so the write lock is free between checkpoints and the webhook sender (its own
+  // connection) can record deliveries during a long cycle. Stream changes and the
+  // webhook items they raise are written between the same two checkpoints, so a crash
+  // loses both or neither. The agent checkpoints after every address of a spread
+  // cycle and every 200 ms of a fast one.
   Status Checkpoint();
   // Queues one webhook item (agent/outbox.h) for `sink`, inside the open cycle.
   // `group_key` says which items may share a request (e.g. "zone|range").

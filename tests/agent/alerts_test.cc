@@ -237,3 +237,52 @@ TEST_CASE("AlertTracker: FCrDNS, SPF and zone streams, filtered per sink", "[ale
 
 }  // namespace
 }  // namespace repwatch
+
+namespace repwatch {
+namespace {
+
+TEST_CASE("StateStore::Checkpoint leaves the write lock free until the cycle writes again", "[alerts][state]") {
+  Agent a;
+  a.now += 3600;
+  REQUIRE(a.store->BeginCycle(a.now).ok());
+  REQUIRE(a.store->RecordIp(Listed("192.0.2.7", DnsblStatus::kListed), a.now).ok());
+  auto try_write = [&] {
+    sqlite3* db = nullptr;
+    sqlite3_open((a.tmp.path / "repwatch.db").c_str(), &db);
+    const int rc = sqlite3_exec(db, "BEGIN IMMEDIATE; COMMIT;", nullptr, nullptr, nullptr);
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    return rc;
+  };
+  CHECK(try_write() == SQLITE_BUSY);  // mid-cycle, before a checkpoint
+  REQUIRE(a.store->Checkpoint().ok());
+  CHECK(try_write() == SQLITE_OK);    // the sender's turn
+  REQUIRE(a.store->RecordIp(Listed("192.0.2.8", DnsblStatus::kListed), a.now).ok());
+  CHECK(try_write() == SQLITE_BUSY);  // writing again reopened the transaction
+  REQUIRE(a.store->EndCycle(a.now + 1, 1, 2, true).ok());
+  CHECK(a.store->LoadIp(IpAddress::Parse("192.0.2.8").value(), {"zen.example"}).value().has_value());
+}
+
+TEST_CASE("AlertTracker: a stored listing whose first result after an upgrade is an error is still old news",
+          "[alerts]") {
+  Agent old;
+  old.config.webhooks.clear();
+  old.Open();
+  old.Cycle({Listed("192.0.2.8", DnsblStatus::kListed)});
+  old.Cycle({Listed("192.0.2.8", DnsblStatus::kListed)});
+  {
+    sqlite3* db = nullptr;
+    sqlite3_open((old.tmp.path / "repwatch.db").c_str(), &db);
+    sqlite3_exec(db, "DELETE FROM alert_streams", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  old.config.webhooks = Agent().config.webhooks;
+  old.Open();
+  old.Cycle({Listed("192.0.2.8", DnsblStatus::kError)});
+  old.Cycle({Listed("192.0.2.8", DnsblStatus::kListed)});
+  old.Cycle({Listed("192.0.2.8", DnsblStatus::kListed)});
+  CHECK(Outbox(old.tmp.path).empty());
+}
+
+}  // namespace
+}  // namespace repwatch
