@@ -110,34 +110,46 @@ Status AlertTracker::Record(const IpReport& report, long long now) {
   std::vector<Subject> subjects;
   if (report.dnsbl) {
     for (const DnsblZoneResult& z : *report.dnsbl) {
-      J item = {{"ip", ip}};
-      item.update(RangeFields(range));
-      item["zone"] = z.zone;
-      item["codes"] = z.codes;
-      item["meanings"] = z.meanings;
-      item["txt"] = z.txt;
-      item["delist_url"] = z.delist_url;
-      item["evidence"] = {{"query", fmt::format("{}.{}", report.ip.ReversedLabels(), z.zone)}};
-      if (!z.error.empty()) item["error"] = z.error;
-      subjects.push_back({"dnsbl", z.zone, z.verdict(), std::move(item), z.zone + "|" + report.range});
+      // Items are built only when an event fires: most results change nothing.
+      auto item = [&ip, &report, &z, range] {
+        J j = {{"ip", ip}};
+        j.update(RangeFields(range));
+        j["zone"] = z.zone;
+        j["codes"] = z.codes;
+        j["meanings"] = z.meanings;
+        j["txt"] = z.txt;
+        j["delist_url"] = z.delist_url;
+        j["evidence"] = {{"query", fmt::format("{}.{}", report.ip.ReversedLabels(), z.zone)}};
+        if (!z.error.empty()) j["error"] = z.error;
+        return j;
+      };
+      subjects.push_back({"dnsbl", z.zone, z.verdict(), item, z.zone + "|" + report.range});
     }
   }
   if (report.fcrdns) {
-    J item = {{"ip", ip}};
-    item.update(RangeFields(range));
-    item["fcrdns"] = FcrdnsJson(*report.fcrdns);
-    item["evidence"] = {{"query", report.ip.ReverseDnsName()}};
-    subjects.push_back({"fcrdns", "", report.fcrdns->verdict(), std::move(item), report.range});
+    auto item = [&ip, &report, range] {
+      J j = {{"ip", ip}};
+      j.update(RangeFields(range));
+      j["fcrdns"] = FcrdnsJson(*report.fcrdns);
+      j["evidence"] = {{"query", report.ip.ReverseDnsName()}};
+      return j;
+    };
+    subjects.push_back({"fcrdns", "", report.fcrdns->verdict(), item, report.range});
   }
-  for (const SpfDomainResult& d : report.spf.value_or(std::vector<SpfDomainResult>{})) {
-    J item = {{"ip", ip}};
-    item.update(RangeFields(range));
-    item["domain"] = d.domain;
-    item["result"] = d.result;
-    item["reason"] = d.reason;
-    if (!d.permissive.empty()) item["permissive"] = d.permissive;
-    item["evidence"] = {{"query", d.domain + " TXT"}};
-    subjects.push_back({"spf", d.domain, d.verdict(), std::move(item), d.domain + "|" + report.range});
+  // By reference into the report itself: the item builders below outlive this loop.
+  static const std::vector<SpfDomainResult> kNoSpf;
+  for (const SpfDomainResult& d : report.spf ? *report.spf : kNoSpf) {
+    auto item = [&ip, &d, range] {
+      J j = {{"ip", ip}};
+      j.update(RangeFields(range));
+      j["domain"] = d.domain;
+      j["result"] = d.result;
+      j["reason"] = d.reason;
+      if (!d.permissive.empty()) j["permissive"] = d.permissive;
+      j["evidence"] = {{"query", d.domain + " TXT"}};
+      return j;
+    };
+    subjects.push_back({"spf", d.domain, d.verdict(), item, d.domain + "|" + report.range});
   }
   if (subjects.empty()) return Status::Ok();
   auto rows = store_.LoadStreams(ip);
@@ -159,9 +171,11 @@ Status AlertTracker::Record(const IpReport& report, long long now) {
 }
 
 Status AlertTracker::RecordZone(const ZoneHealthReport& zone, long long now) {
-  J item = {{"zone", zone.zone}, {"health", ZoneHealthName(zone.health)}, {"detail", zone.detail}};
+  auto item = [&zone] {
+    return J{{"zone", zone.zone}, {"health", ZoneHealthName(zone.health)}, {"detail", zone.detail}};
+  };
   const Verdict v = zone.health == ZoneHealth::kOk ? Verdict::kOk : Verdict::kProblem;
-  Subject s{"zone", zone.zone, v, std::move(item), zone.zone};
+  Subject s{"zone", zone.zone, v, item, zone.zone};
   auto rows = store_.LoadStreams("");
   if (!rows.ok()) return rows.status();
   auto it = rows.value().find({"zone", zone.zone});
@@ -193,37 +207,36 @@ Status AlertTracker::Event(Transition t, const RangeConfig* range, const Subject
   switch (t) {
     case Transition::kNone: return Status::Ok();
     case Transition::kRaise: {
-      Subject raised = s;
-      raised.item["first_seen"] = Rfc3339(row.since);
-      return Emit(types.raise, range, raised, now);
+      J item = s.item();
+      item["first_seen"] = Rfc3339(row.since);
+      return Emit(types.raise, range, s.group, std::move(item), now);
     }
     case Transition::kClear: {
-      Subject cleared = s;
-      if (old) cleared.item["first_seen"] = Rfc3339(old->since);
-      return Emit(types.clear, range, cleared, now);
+      J item = s.item();
+      if (old) item["first_seen"] = Rfc3339(old->since);
+      return Emit(types.clear, range, s.group, std::move(item), now);
     }
     case Transition::kFailing: {
-      Subject failing = s;
-      failing.item["check"] = s.check;
-      if (!s.subject.empty()) failing.item["subject"] = s.subject;
-      failing.item["error_since"] = Rfc3339(*row.error_since);
-      failing.group = s.check + "|" + s.group;
-      return Emit("check.failing", range, failing, now);
+      J item = s.item();
+      item["check"] = s.check;
+      if (!s.subject.empty()) item["subject"] = s.subject;
+      item["error_since"] = Rfc3339(*row.error_since);
+      return Emit("check.failing", range, s.check + "|" + s.group, std::move(item), now);
     }
   }
   return Status::Ok();
 }
 
-Status AlertTracker::Emit(std::string_view type, const RangeConfig* range, const Subject& s, long long now) {
+Status AlertTracker::Emit(std::string_view type, const RangeConfig* range, const std::string& group, J item,
+                          long long now) {
   ++raised_[std::string(type)];
-  J item = s.item;
   item["type"] = type;
   item["at"] = Rfc3339(now);
   item["instance"] = config_.agent.instance;
   const std::string text = item.dump();
   for (const WebhookConfig& sink : config_.webhooks) {
     if (!SinkAccepts(sink, type, range)) continue;
-    if (Status st = store_.EnqueueWebhookItem(sink.name, std::string(type), s.group, text, now); !st.ok()) return st;
+    if (Status st = store_.EnqueueWebhookItem(sink.name, std::string(type), group, text, now); !st.ok()) return st;
   }
   return Status::Ok();
 }

@@ -18,6 +18,8 @@
 // accept them; the webhook sender (exporters/webhooks.h) groups and delivers them.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -63,14 +65,15 @@ class AlertTracker {
   struct Subject {
     std::string check, subject;
     Verdict verdict;
-    nlohmann::ordered_json item;   // what a person needs to act
+    std::function<nlohmann::ordered_json()> item;  // what a person needs to act; built when an event fires
     std::string group;             // items with the same type and group may share a request
   };
   Status Apply(const std::string& ip, const RangeConfig* range, const Subject& s, const std::optional<StreamRow>& old,
                bool known_problem, long long now);
   Status Event(Transition t, const RangeConfig* range, const Subject& s, const std::optional<StreamRow>& old,
                const StreamRow& row, long long now);
-  Status Emit(std::string_view type, const RangeConfig* range, const Subject& s, long long now);
+  Status Emit(std::string_view type, const RangeConfig* range, const std::string& group, nlohmann::ordered_json item,
+              long long now);
 
   const Config& config_;
   StateStore& store_;
