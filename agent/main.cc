@@ -9,8 +9,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "agent/config.h"
 #include "agent/alerts.h"
+#include "agent/config.h"
 #include "agent/dns_cache.h"
 #include "agent/dns_client.h"
 #include "agent/log.h"
