@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "agent/sqlite_stmt.h"
 #include "agent/state_store.h"
 
 namespace repwatch {
@@ -49,50 +50,6 @@ const std::map<std::string, const char*> kSql = {
     {"begin", "BEGIN IMMEDIATE"},
     {"commit", "COMMIT"},
     {"rollback", "ROLLBACK"},
-};
-
-// A prepared statement, reset after each use; errors carry "path: step: message".
-class Stmt {
- public:
-  Stmt(sqlite3_stmt* s, std::string name) : s_(s), name_(std::move(name)) {}
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Stmt& Bind(int i, std::string_view v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& Bind(int i, long long v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  Result<bool> Step() {
-    int rc = sqlite3_step(s_);
-    if (rc == SQLITE_ROW) return true;
-    Reset();
-    if (rc == SQLITE_DONE) return false;
-    return Status::Error(name_ + ": " + sqlite3_errmsg(sqlite3_db_handle(s_)));
-  }
-  Status Run() {
-    auto r = Step();
-    if (!r.ok()) return r.status();
-    if (r.value()) Reset();
-    return Status::Ok();
-  }
-  void Reset() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  std::string Text(int col) const {
-    auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
-    return p ? std::string(p, sqlite3_column_bytes(s_, col)) : std::string();
-  }
-  long long Int(int col) const { return sqlite3_column_int64(s_, col); }
-
- private:
-  sqlite3_stmt* s_;
-  std::string name_;
 };
 
 // Waits for the lock in 10 ms steps, up to kBusyTimeout or until interrupted.

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/sqlite_stmt.h"
 #include "checks/report_json.h"
 
 namespace repwatch {
@@ -164,74 +165,14 @@ DnsblStatus StatusFromName(std::string_view name) {
   return EnumFromName<DnsblStatus>(name, DnsblStatusName, 3).value_or(DnsblStatus::kError);
 }
 
+std::optional<std::string> HealthName(const std::optional<ZoneHealth>& h) {
+  if (!h) return std::nullopt;
+  return std::string(ZoneHealthName(*h));
+}
+
 ZoneHealth HealthFromName(std::string_view name) {
   return EnumFromName<ZoneHealth>(name, ZoneHealthName, 4).value_or(ZoneHealth::kError);
 }
-
-// A prepared statement, reset after each use.
-class Stmt {
- public:
-  Stmt(sqlite3_stmt* s, std::string name) : s_(s), name_(std::move(name)) {}
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Stmt& Bind(int i, std::string_view v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& Bind(int i, long long v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  Stmt& Bind(int i, double v) {
-    sqlite3_bind_double(s_, i, v);
-    return *this;
-  }
-  Stmt& BindOptional(int i, const std::optional<long long>& v) {
-    if (v) return Bind(i, *v);
-    sqlite3_bind_null(s_, i);
-    return *this;
-  }
-  Stmt& BindOptional(int i, const std::optional<std::string>& v) {
-    if (v) return Bind(i, std::string_view(*v));
-    sqlite3_bind_null(s_, i);
-    return *this;
-  }
-  Stmt& Bind(int i, const std::optional<ZoneHealth>& h) {
-    if (h) return Bind(i, ZoneHealthName(*h));
-    sqlite3_bind_null(s_, i);
-    return *this;
-  }
-  // SQLITE_ROW -> true, SQLITE_DONE -> false (and reset), anything else -> error.
-  Result<bool> Step() {
-    int rc = sqlite3_step(s_);
-    if (rc == SQLITE_ROW) return true;
-    Reset();
-    if (rc == SQLITE_DONE) return false;
-    return Status::Error(name_ + ": " + sqlite3_errmsg(sqlite3_db_handle(s_)));
-  }
-  Status Run() {
-    auto r = Step();
-    if (!r.ok()) return r.status();
-    if (r.value()) Reset();
-    return Status::Ok();
-  }
-  void Reset() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  std::string Text(int col) const {
-    auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
-    return p ? std::string(p, sqlite3_column_bytes(s_, col)) : std::string();
-  }
-  long long Int(int col) const { return sqlite3_column_int64(s_, col); }
-  bool IsNull(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
-
- private:
-  sqlite3_stmt* s_;
-  std::string name_;
-};
 
 // One SQLite connection and its cached statements.
 class Connection {
@@ -581,8 +522,8 @@ Status StateStore::RecordZoneHealth(const ZoneHealthReport& health, long long no
   return db["put zone health"]
       .Bind(1, health.zone)
       .Bind(2, ZoneHealthName(health.health))
-      .Bind(3, health.ipv4)
-      .Bind(4, health.ipv6)
+      .BindOptional(3, HealthName(health.ipv4))
+      .BindOptional(4, HealthName(health.ipv6))
       .Bind(5, health.detail)
       .Bind(6, now)
       .Run();
