@@ -35,6 +35,9 @@ import sys
 import threading
 from pathlib import Path
 
+# The DNSBL lab's result bookkeeping and metrics parser serve this lab unchanged.
+from labzones import Problems, parse_metrics
+
 # ---------------------------------------------------------------------------
 # The fixture description
 
@@ -864,19 +867,6 @@ def cmd_blackhole(args):
 # Verifying repwatch
 
 
-class Problems(list):
-    def add(self, msg):
-        self.append(msg)
-
-    def finish(self, what):
-        for p in self:
-            print(f"  {p}")
-        if self:
-            print(f"  ({len(self)} problem(s) in {what})")
-            return 1
-        return 0
-
-
 def check_fcrdns(lab, ip, got, where, problems):
     e = lab.expect(ip)["fcrdns"]
     note = lab.note(ip)
@@ -1038,32 +1028,6 @@ def cmd_verify_ip(args):
         if ip is not None and ip != ipaddress.ip_address(args.ip):
             problems.add(f"asked for {args.ip}, got {ip}")
     return problems.finish(f"/api/v1/ips/{args.ip}")
-
-
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$')
-LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
-
-
-def parse_metrics(text, problems):
-    samples = []
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        m = SAMPLE.match(line)
-        if not m:
-            problems.add(f"unparsable metrics line: {line[:120]}")
-            continue
-        labels, rest, pos = {}, m.group(2) or "", 0
-        while pos < len(rest):
-            lm = LABEL.match(rest, pos)
-            if not lm:
-                problems.add(f"unparsable labels: {line[:120]}")
-                break
-            labels[lm.group(1)] = re.sub(r"\\(.)", lambda e: {"n": "\n"}.get(e.group(1), e.group(1)),
-                                         lm.group(2))
-            pos = lm.end()
-        samples.append((m.group(1), labels, float(m.group(3))))
-    return samples
 
 
 def fmt_series(fam, key):
