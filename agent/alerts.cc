@@ -100,7 +100,11 @@ bool SinkAccepts(const WebhookConfig& sink, std::string_view type, const RangeCo
   return true;
 }
 
-AlertTracker::AlertTracker(const Config& config, StateStore& store) : config_(config), store_(store) {}
+AlertTracker::AlertTracker(const Config& config, StateStore& store)
+    : config_(config), mx_alerts_(config.alerts), store_(store) {
+  mx_alerts_.raise_after = config.alerts.mx_raise_after;
+  mx_alerts_.clear_after = config.alerts.mx_clear_after;
+}
 
 Status AlertTracker::Record(const IpReport& report, long long now) {
   const std::string ip = report.ip.ToString();
@@ -151,6 +155,24 @@ Status AlertTracker::Record(const IpReport& report, long long now) {
     };
     subjects.push_back({"spf", d.domain, d.verdict(), item, d.domain + "|" + report.range});
   }
+  static const std::vector<MxProbeResult> kNoMx;
+  for (const MxProbeResult& m : report.mx ? *report.mx : kNoMx) {
+    if (m.reused) continue;  // no session this cycle: nothing new to count
+    auto item = [&ip, &m, range] {
+      J j = {{"ip", ip}};
+      j.update(RangeFields(range));
+      J mx = MxJson({m}).at(0);
+      mx.erase("reused");
+      j.update(mx);
+      std::string reply = m.code ? std::to_string(m.code) : "";
+      if (!m.enhanced.empty()) reply += " " + m.enhanced;
+      if (!m.text.empty()) reply += " " + m.text;
+      j["evidence"] = {{"session", fmt::format("from {} to {}[{}]", ip, m.host, m.address)},
+                       {"reply", reply}};
+      return j;
+    };
+    subjects.push_back({"mx", m.domain, m.verdict(), item, m.domain + "|" + report.range});
+  }
   if (subjects.empty()) return Status::Ok();
   auto rows = store_.LoadStreams(ip);
   if (!rows.ok()) return rows.status();
@@ -193,7 +215,7 @@ Status AlertTracker::RecordZone(const ZoneHealthReport& zone, long long now) {
 Status AlertTracker::Apply(const std::string& ip, const RangeConfig* range, const Subject& s,
                            const std::optional<StreamRow>& old, bool known_problem, long long now) {
   StreamRow row = old.value_or(StreamRow{});
-  const Transition t = ApplyResult(row, s.verdict, now, config_.alerts, known_problem);
+  const Transition t = ApplyResult(row, s.verdict, now, s.check == "mx" ? mx_alerts_ : config_.alerts, known_problem);
   // The event's items first, the stream second: if an item cannot be written, the
   // stream keeps its old state and raises again next time.
   if (Status st = Event(t, range, s, old, row, now); !st.ok()) return st;

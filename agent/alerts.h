@@ -76,6 +76,7 @@ class AlertTracker {
               long long now);
 
   const Config& config_;
+  AlertsConfig mx_alerts_;  // config_.alerts with the mx_* thresholds
   StateStore& store_;
   std::map<std::string, size_t> raised_;
 };

@@ -15,6 +15,7 @@
 
 #include <toml++/toml.h>
 
+#include "agent/receivers.h"
 #include "agent/text.h"
 
 namespace repwatch {
@@ -176,6 +177,8 @@ class Loader {
   void Webhooks(const toml::table& root);
   void Webhook(const toml::table& t, std::string_view where, WebhookConfig& w);
   void Alerts(const toml::table& root);
+  void MxProbe(const toml::table& root);
+  void MxProbeDomains(const toml::table& t);
 
   std::string path_;
   Config config_;
@@ -525,6 +528,8 @@ void Loader::RangeOptional(const toml::table& t, std::string_view where, RangeCo
     if (!date) Error(n->source(), w + ".warmup_start must be a date \"YYYY-MM-DD\"");
     r.warmup_start = date;
   }
+  if (auto n = Typed(t, "mx_probe", w + ".mx_probe", toml::node_type::boolean, "true or false"))
+    r.mx_probe = n->as_boolean()->get();
   String(t, "warmup_schedule", w + ".warmup_schedule", r.warmup_schedule);
   if (!r.warmup_schedule.empty() && !t.get("warmup_start"))
     Warn(t.get("warmup_schedule")->source(), w + ".warmup_schedule has no effect without warmup_start");
@@ -539,7 +544,8 @@ void Loader::RangeOptional(const toml::table& t, std::string_view where, RangeCo
 }
 
 void Loader::Range(const toml::table& t, std::string_view where, RangeConfig& r) {
-  CheckKeys(t, {"name", "cidrs", "spf_domains", "helo", "expected_ptr", "warmup_start", "warmup_schedule", "labels"},
+  CheckKeys(t, {"name", "cidrs", "spf_domains", "helo", "expected_ptr", "warmup_start", "warmup_schedule", "labels",
+                "mx_probe"},
             "[ranges]");
   r.pos = Pos(t.source());
   String(t, "name", std::string(where) + ".name", r.name);
@@ -603,10 +609,89 @@ void Loader::Enabled(const toml::table& root, std::string_view section, bool& en
 void Loader::Alerts(const toml::table& root) {
   const toml::table* t = Section(root, "alerts");
   if (!t) return;
-  CheckKeys(*t, {"raise_after", "clear_after", "failing_after"}, "alerts");
+  CheckKeys(*t, {"raise_after", "clear_after", "failing_after", "mx_raise_after", "mx_clear_after"}, "alerts");
+  Int(*t, "mx_raise_after", "alerts.mx_raise_after", 1, config_.alerts.mx_raise_after);
+  Int(*t, "mx_clear_after", "alerts.mx_clear_after", 1, config_.alerts.mx_clear_after);
   Int(*t, "raise_after", "alerts.raise_after", 1, config_.alerts.raise_after);
   Int(*t, "clear_after", "alerts.clear_after", 1, config_.alerts.clear_after);
   Duration(*t, "failing_after", "alerts.failing_after", seconds(60), "1m", config_.alerts.failing_after);
+}
+
+void Loader::MxProbeDomains(const toml::table& t) {
+  MxProbeConfig& m = config_.mx_probe;
+  std::set<std::string, std::less<>> seen, listed;  // every domain so far / those written out
+  auto add = [&](const std::string& d) {
+    if (seen.insert(d).second) m.domains.push_back(d);
+  };
+  if (!t.get("domains")) {
+    for (const Receiver& r : ReceiverCatalogue()) add(r.domain);
+    return;
+  }
+  for (const toml::node* s : StringArray(t, "domains", "mx_probe.domains")) {
+    const std::string d = AsciiLower(s->as_string()->get());
+    if (d == "catalogue") {
+      for (const Receiver& r : ReceiverCatalogue()) add(r.domain);
+    } else if (auto problem = HostNameProblem(d)) {
+      Error(s->source(), "mx_probe.domains: " + Quote(d) + " is not a domain: " + *problem +
+                             " (\"catalogue\" stands for the built-in list of big receivers)");
+    } else if (!listed.insert(d).second) {
+      Error(s->source(), "mx_probe.domains: " + Quote(d) + " is listed twice");
+    } else {
+      add(d);  // also in the catalogue: probed once
+    }
+  }
+  if (t.get("domains")->is_array() && t.get("domains")->as_array()->empty())
+    Error(t.get("domains")->source(), "mx_probe.domains is empty (leave it out for the built-in catalogue)");
+}
+
+void Loader::MxProbe(const toml::table& root) {
+  const toml::table* t = Section(root, "mx_probe");
+  if (!t) return;
+  CheckKeys(*t, {"enabled", "domains", "port", "mail_from", "rcpt_to", "starttls", "min_interval", "max_rate",
+                 "max_parallel", "connect_timeout", "banner_timeout", "command_timeout"},
+            "mx_probe");
+  MxProbeConfig& m = config_.mx_probe;
+  m.enabled = true;
+  if (auto n = Typed(*t, "enabled", "mx_probe.enabled", toml::node_type::boolean, "true or false"))
+    m.enabled = n->as_boolean()->get();
+  MxProbeDomains(*t);
+  int port = m.port;
+  Int(*t, "port", "mx_probe.port", 1, port);
+  if (port > 65535) Error(t->get("port")->source(), "mx_probe.port " + std::to_string(port) + " is not a TCP port");
+  m.port = static_cast<uint16_t>(port);
+  auto address = [&](std::string_view key, std::string& out, bool domain_placeholder) {
+    String(*t, key, "mx_probe." + std::string(key), out);
+    if (out.empty()) {
+      if (t->get(key)) Error(t->get(key)->source(), "mx_probe." + std::string(key) + " is empty (leave it out instead)");
+      return;
+    }
+    std::string probe = out;
+    if (domain_placeholder)
+      for (size_t p = probe.find("{domain}"); p != std::string::npos; p = probe.find("{domain}"))
+        probe.replace(p, 8, "example.com");
+    const size_t at = probe.rfind('@');
+    const bool bad_chars = std::any_of(probe.begin(), probe.end(), [](char c) {
+      return c <= ' ' || c == '<' || c == '>' || c == '"' || c == 0x7f;
+    });
+    if (at == std::string::npos || at == 0 || bad_chars || HostNameProblem(probe.substr(at + 1)))
+      Error(t->get(key)->source(), "mx_probe." + std::string(key) + " " + Quote(out) + " is not a mail address" +
+                                       (domain_placeholder ? " (\"{domain}\" stands for the receiver domain)" : ""));
+  };
+  address("mail_from", m.mail_from, false);
+  address("rcpt_to", m.rcpt_to, true);
+  if (!m.rcpt_to.empty() && m.mail_from.empty())
+    Error(t->get("rcpt_to")->source(), "mx_probe.rcpt_to needs mail_from: RCPT TO only follows MAIL FROM");
+  if (auto n = Typed(*t, "starttls", "mx_probe.starttls", toml::node_type::boolean, "true or false"))
+    m.starttls = n->as_boolean()->get();
+  Duration(*t, "min_interval", "mx_probe.min_interval", seconds(60), "1m", m.min_interval);
+  Number(*t, "max_rate", "mx_probe.max_rate", m.max_rate);
+  if (t->get("max_rate") && m.max_rate == 0)
+    Error(t->get("max_rate")->source(), "mx_probe.max_rate must be above 0 (sessions started per second)");
+  Int(*t, "max_parallel", "mx_probe.max_parallel", 1, m.max_parallel);
+  if (m.max_parallel > 256) Error(t->get("max_parallel")->source(), "mx_probe.max_parallel must be at most 256");
+  Duration(*t, "connect_timeout", "mx_probe.connect_timeout", milliseconds(100), "100ms", m.connect_timeout);
+  Duration(*t, "banner_timeout", "mx_probe.banner_timeout", milliseconds(100), "100ms", m.banner_timeout);
+  Duration(*t, "command_timeout", "mx_probe.command_timeout", milliseconds(100), "100ms", m.command_timeout);
 }
 
 // A secret from `secret_env` (an environment variable) or `secret_file` (a file,
@@ -724,7 +809,7 @@ void Loader::Webhooks(const toml::table& root) {
 Result<Config> Loader::Run(const toml::table& root) {
   for (const auto& [k, v] : root) {
     static const std::set<std::string, std::less<>> kSections = {"agent", "dns", "dnsbl", "ranges", "fcrdns",
-                                                                      "spf",   "alerts", "webhooks"};
+                                                                      "spf",   "mx_probe", "alerts", "webhooks"};
     if (kSections.count(k.str())) continue;
     if (v.is_table() || v.is_array_of_tables())
       Error(k.source(), "unknown section [" + std::string(k.str()) + "] (not supported by this release)");
@@ -737,6 +822,7 @@ Result<Config> Loader::Run(const toml::table& root) {
   Ranges(root);
   Enabled(root, "fcrdns", config_.fcrdns.enabled);
   Enabled(root, "spf", config_.spf.enabled);
+  MxProbe(root);
   Alerts(root);
   Webhooks(root);
   if (config_.agent.instance.empty()) {

@@ -69,6 +69,7 @@ struct RangeConfig {
   std::optional<std::string> warmup_start;     // "YYYY-MM-DD"
   std::string warmup_schedule;
   std::map<std::string, std::string> labels;   // [ranges.labels] free-form, for routing
+  bool mx_probe = true;                        // false: [mx_probe] skips this range (its IPs are not on this host)
   SourcePos pos;
 };
 
@@ -82,10 +83,31 @@ struct SpfConfig {
   bool enabled = true;
 };
 
+// [mx_probe]: SMTP sessions from each sending IP to the receivers' MX hosts
+// (checks/mx_probe.h). Absent section: the check is off.
+struct MxProbeConfig {
+  bool enabled = false;
+  std::vector<std::string> domains;           // receiver domains, lowercase, in order; "catalogue" expanded
+  uint16_t port = 25;
+  std::string mail_from;                      // empty: the session ends after EHLO (and STARTTLS)
+  std::string rcpt_to;                        // "{domain}" = the receiver domain; needs mail_from
+  bool starttls = true;                       // use STARTTLS when the server offers it
+  std::chrono::seconds min_interval{6 * 3600};  // per (source IP, receiver domain); the daemon reuses the last result until then
+  double max_rate = 1;                        // sessions started per second, all sources together
+  int max_parallel = 4;                       // sessions at once (still one at a time per destination host)
+  std::chrono::milliseconds connect_timeout{10000};
+  std::chrono::milliseconds banner_timeout{60000};   // the greeting, however slowly it trickles in
+  std::chrono::milliseconds command_timeout{30000};  // each reply after that (and the TLS handshake)
+};
+
 struct AlertsConfig {
   int raise_after = 2;                        // consecutive problem results before an event
   int clear_after = 2;                        // consecutive ok results before the clearing event
   std::chrono::seconds failing_after{6 * 3600};  // a stream in `error` this long -> check.failing
+  // MX streams count sessions, not cycles: a receiver's reply is its own verdict and
+  // sessions are min_interval apart, so by default one reply raises or clears.
+  int mx_raise_after = 1;
+  int mx_clear_after = 1;
 };
 
 enum class WebhookFormat { kStandard, kSlack, kAlertmanager };
@@ -117,6 +139,7 @@ struct Config {
   std::vector<RangeConfig> ranges;
   FcrdnsConfig fcrdns;
   SpfConfig spf;
+  MxProbeConfig mx_probe;
   AlertsConfig alerts;
   std::vector<WebhookConfig> webhooks;
   std::vector<ConfigIssue> warnings;  // e.g. a dead or redundant zone; never fatal

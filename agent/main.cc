@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -15,10 +16,12 @@
 #include "agent/dns_client.h"
 #include "agent/log.h"
 #include "agent/scheduler.h"
+#include "agent/smtp_reply.h"
 #include "agent/state_store.h"
 #include "agent/targets.h"
 #include "build_info.h"
 #include "checks/check.h"
+#include "checks/mx_probe.h"
 #include "exporters/api.h"
 #include "exporters/http_server.h"
 #include "exporters/metrics.h"
@@ -70,9 +73,12 @@ int ValidateCommand(const std::string& path) {
     }
   }
   if (!keys_ok) return 1;
-  std::cout << fmt::format("{}: ok ({} ranges, {} addresses, {} DNSBL zones, FCrDNS {}, SPF {}, {} webhooks)\n", path,
-                           c.ranges.size(), TargetSet::FromRanges(c.ranges).size(), c.dnsbl.size(),
-                           c.fcrdns.enabled ? "on" : "off", c.spf.enabled ? "on" : "off", c.webhooks.size());
+  std::cout << fmt::format(
+      "{}: ok ({} ranges, {} addresses, {} DNSBL zones, FCrDNS {}, SPF {}, MX probe {}, {} webhooks)\n", path,
+      c.ranges.size(), TargetSet::FromRanges(c.ranges).size(), c.dnsbl.size(), c.fcrdns.enabled ? "on" : "off",
+      c.spf.enabled ? "on" : "off",
+      c.mx_probe.enabled ? fmt::format("on ({} receivers)", c.mx_probe.domains.size()) : std::string("off"),
+      c.webhooks.size());
   return 0;
 }
 
@@ -92,7 +98,9 @@ int CheckCommand(const std::string& path, const std::vector<std::string>& args, 
     return 1;
   }
   CachingResolver cache(*client.value(), clock);
-  auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock, &cache}, targets.value().families());
+  CheckEnv env{*client.value(), clock, &cache};
+  env.stop = &g_stop;
+  auto checks = MakeChecks(*config, env, targets.value().families());
   Scheduler scheduler(checks, cache, clock);
   CycleOptions options;
   options.stop = &g_stop;
@@ -223,6 +231,21 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
   return outcome.completed;
 }
 
+// The MX probe's memory of earlier sessions, from the state store.
+class StoredMxHistory final : public MxHistory {
+ public:
+  explicit StoredMxHistory(const StateStore& store) : store_(store) {}
+  std::vector<MxProbeResult> Last(const IpAddress& ip) override {
+    auto stored = store_.StoredMx(ip);
+    if (stored.ok()) return std::move(stored).value();
+    log::Error(stored.error() + " (probing again)");
+    return {};
+  }
+
+ private:
+  const StateStore& store_;
+};
+
 // After a one-shot cycle: give the webhook sender up to 10 s to deliver what the
 // cycle raised. Whatever is left stays in the outbox for the next run.
 void DrainWebhooks(const Config& config, WebhookSender& sender, Clock& clock) {
@@ -259,7 +282,11 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
   targets.Restrict(shard);
   AlertTracker alerts(*config, *store.value());
   CachingResolver cache(*client.value(), clock);
-  auto checks = MakeChecks(*config, CheckEnv{*client.value(), clock, &cache}, targets.families());
+  StoredMxHistory mx_history(*store.value());
+  CheckEnv env{*client.value(), clock, &cache};
+  env.mx_history = &mx_history;
+  env.stop = &g_stop;
+  auto checks = MakeChecks(*config, env, targets.families());
   Scheduler scheduler(checks, cache, clock);
 
   auto exporter = std::make_shared<MetricsExporter>(stats);
@@ -322,6 +349,42 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
 }  // namespace
 }  // namespace repwatch
 
+namespace repwatch {
+namespace {
+
+// `repwatch classify`: the reply catalogue by hand, for a reply or bounce line.
+int ClassifyCommand(const std::vector<std::string>& words, bool json) {
+  std::string text;
+  if (words.empty() || (words.size() == 1 && words[0] == "-")) {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    for (const std::string& w : words) text += (text.empty() ? "" : " ") + w;
+  }
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    std::cerr << "classify: no reply text given (pass it as an argument, or on standard input)\n";
+    return 2;
+  }
+  const ReplyClassification c = ClassifyText(text);
+  if (json) {
+    nlohmann::ordered_json j = {{"class", SmtpClassName(c.cls)},
+                                {"code", c.code},
+                                {"enhanced", c.enhanced},
+                                {"zone", c.zone},
+                                {"reason", c.reason},
+                                {"text", c.text}};
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  auto or_dash = [](const std::string& v) { return v.empty() ? std::string("-") : v; };
+  std::cout << fmt::format("class:    {}\ncode:     {}\nenhanced: {}\nzone:     {}\nreason:   {}\ntext:     {}\n",
+                           SmtpClassName(c.cls), c.code ? std::to_string(c.code) : "-", or_dash(c.enhanced),
+                           or_dash(c.zone), or_dash(c.reason), c.text);
+  return 0;
+}
+
+}  // namespace
+}  // namespace repwatch
+
 int main(int argc, char** argv) {
   using namespace repwatch;
   CLI::App app{"repwatch — watches the reputation of mail-sending IP addresses"};
@@ -348,6 +411,11 @@ int main(int argc, char** argv) {
   check->add_option("TARGET", targets, "IP addresses or CIDR blocks")->required();
   CLI::App* validate = app.add_subcommand("validate", "Validate the configuration; exit 1 listing every error");
   add_common(validate);
+  CLI::App* classify =
+      app.add_subcommand("classify", "Classify an SMTP reply or bounce line with the MX probe's catalogue");
+  classify->add_flag("--json", json, "One JSON object: class, code, enhanced, zone, reason, text");
+  std::vector<std::string> reply_words;
+  classify->add_option("REPLY", reply_words, "The reply text (quote it); '-' or nothing: read standard input");
 
   CLI11_PARSE(app, argc, argv);
   log::SetLevel(log_level);
@@ -360,5 +428,6 @@ int main(int argc, char** argv) {
     return RunCommand(config_file, once, listen, shard.value());
   }
   if (*check) return CheckCommand(config_file, targets, json);
+  if (*classify) return ClassifyCommand(reply_words, json);
   return ValidateCommand(config_file);
 }

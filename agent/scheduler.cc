@@ -17,7 +17,12 @@ Scheduler::Scheduler(std::vector<std::unique_ptr<Check>>& checks, Resolver& reso
 void Scheduler::RunBeginCycle(CycleReport* report) {
   size_t remaining = checks_.size();
   for (auto& check : checks_) check->BeginCycle(report, [&remaining] { --remaining; });
-  while (remaining > 0) resolver_.Poll(kMaxPollWait);
+  while (remaining > 0) PollAll(kMaxPollWait);
+}
+
+void Scheduler::PollAll(std::chrono::milliseconds max_wait) {
+  resolver_.Poll(max_wait);
+  for (auto& check : checks_) check->Poll();
 }
 
 CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& options, const Sink& sink) {
@@ -69,7 +74,7 @@ CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& o
       const auto until = std::chrono::ceil<std::chrono::milliseconds>(due(next) - clock_.Now());
       wait = std::clamp(until, std::chrono::milliseconds(0), kMaxPollWait);
     }
-    resolver_.Poll(wait);
+    PollAll(wait);
   }
   out.completed = out.addresses_done == n;
   out.duration = clock_.Now() - start;

@@ -47,6 +47,7 @@ class Scheduler {
 
  private:
   void RunBeginCycle(CycleReport* report);
+  void PollAll(std::chrono::milliseconds max_wait);  // the resolver, then every check's Poll
 
   std::vector<std::unique_ptr<Check>>& checks_;
   Resolver& resolver_;

@@ -82,16 +82,21 @@ CREATE TABLE webhook_sinks (
   name TEXT PRIMARY KEY, disabled_at INTEGER, reason TEXT NOT NULL
 );
 )sql",
+    // 4: the latest MX probe results per address (their check --json form); their
+    // probed_at times carry [mx_probe] min_interval across restarts.
+    R"sql(
+ALTER TABLE ips ADD COLUMN mx TEXT;
+)sql",
 };
 constexpr int kSchemaVersion = std::size(kMigrations);
 
 // The statements prepared once per connection, by name (the name appears in errors).
 const std::map<std::string, const char*> kWriteSql = {
     {"upsert ip",
-     "INSERT INTO ips (ip, range, last_checked, fcrdns, spf) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (ip) "
+     "INSERT INTO ips (ip, range, last_checked, fcrdns, spf, mx) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (ip) "
      "DO UPDATE SET range = excluded.range, last_checked = excluded.last_checked, fcrdns = excluded.fcrdns, "
-     "spf = excluded.spf"},
-    {"read checks", "SELECT fcrdns, spf FROM ips WHERE ip = ?1"},
+     "spf = excluded.spf, mx = excluded.mx"},
+    {"read checks", "SELECT fcrdns, spf, mx FROM ips WHERE ip = ?1"},
     {"read rows", "SELECT zone, status, first_seen FROM dnsbl_state WHERE ip = ?1"},
     {"ips with rows", "SELECT DISTINCT ip FROM dnsbl_state"},
     {"put row",
@@ -131,9 +136,11 @@ const std::map<std::string, const char*> kReadSql = {
      "SELECT s.ip, i.range, s.zone, s.codes, s.meanings, s.txt, s.delist_url, s.allowlist, "
      "s.first_seen, s.last_seen, s.error FROM dnsbl_state s JOIN ips i USING (ip) "
      "WHERE s.status = 'listed' ORDER BY s.ip, s.zone"},
-    {"read ip", "SELECT range, fcrdns, spf FROM ips WHERE ip = ?1"},
+    {"read ip", "SELECT range, fcrdns, spf, mx FROM ips WHERE ip = ?1"},
+    {"read mx", "SELECT mx FROM ips WHERE ip = ?1"},
     {"read checked ips",
-     "SELECT ip, range, fcrdns, spf FROM ips WHERE fcrdns IS NOT NULL OR spf IS NOT NULL ORDER BY ip"},
+     "SELECT ip, range, fcrdns, spf, mx FROM ips WHERE fcrdns IS NOT NULL OR spf IS NOT NULL OR mx IS NOT NULL "
+     "ORDER BY ip"},
     {"read ip rows",
      "SELECT zone, status, allowlist, codes, meanings, txt, delist_url, error "
      "FROM dnsbl_state WHERE ip = ?1"},
@@ -273,6 +280,11 @@ struct Row {
 };
 using Rows = std::map<std::string, Row, std::less<>>;  // by zone
 
+// The JSON columns of ips for one report (nullopt: NULL, the check did not run).
+struct Sections {
+  std::optional<std::string> fcrdns, spf, mx;
+};
+
 }  // namespace
 
 class StateStore::Impl {
@@ -303,7 +315,7 @@ class StateStore::Impl {
     ips_with_streams.clear();
   }
   Result<Rows> ReadRows(const std::string& ip);
-  Result<std::pair<std::optional<std::string>, std::optional<std::string>>> CheckSections(const std::string& ip,
+  Result<Sections> CheckSections(const std::string& ip,
                                                                                        const IpReport& report);
   Status RecordIpLocked(const IpReport& report, long long now);
   Status Apply(const std::string& ip, const std::string& range, const DnsblZoneResult& r,
@@ -500,6 +512,9 @@ Result<bool> StateStore::StoredProblem(const std::string& ip, const std::string&
   } else if (check == "spf" && !q.IsNull(1)) {
     if (auto list = SpfFromJson(nlohmann::json::parse(q.Text(1), nullptr, false)))
       for (const auto& d : *list) problem |= d.domain == subject && d.verdict() == Verdict::kProblem;
+  } else if (check == "mx" && !q.IsNull(2)) {
+    if (auto list = MxFromJson(nlohmann::json::parse(q.Text(2), nullptr, false)))
+      for (const auto& d : *list) problem |= d.domain == subject && d.verdict() == Verdict::kProblem;
   }
   q.Reset();
   return problem;
@@ -545,8 +560,9 @@ Status StateStore::Impl::RecordIpLocked(const IpReport& report, long long now) {
                  .Bind(1, ip)
                  .Bind(2, report.range)
                  .Bind(3, now)
-                 .BindOptional(4, sections.value().first)
-                 .BindOptional(5, sections.value().second)
+                 .BindOptional(4, sections.value().fcrdns)
+                 .BindOptional(5, sections.value().spf)
+                 .BindOptional(6, sections.value().mx)
                  .Run();
   if (!s.ok() || !report.dnsbl) return s;
 
@@ -561,17 +577,23 @@ Status StateStore::Impl::RecordIpLocked(const IpReport& report, long long now) {
   return Status::Ok();
 }
 
-// The fcrdns and spf columns for a report. A section that ended in error keeps the
-// stored problem it would otherwise overwrite: an error never clears.
-Result<std::pair<std::optional<std::string>, std::optional<std::string>>> StateStore::Impl::CheckSections(
-    const std::string& ip, const IpReport& report) {
+// The fcrdns, spf and mx columns for a report. A section that ended in error keeps
+// the stored problem it would otherwise overwrite: an error never clears. An MX
+// result that ended in error keeps any stored result that got a reply (ok or not):
+// its probed_at is what min_interval counts from, and a failed session says nothing
+// about the receiver's opinion.
+Result<Sections> StateStore::Impl::CheckSections(const std::string& ip, const IpReport& report) {
   std::optional<FcrdnsReport> fcrdns = report.fcrdns;
   std::optional<std::vector<SpfDomainResult>> spf = report.spf;
+  std::optional<std::vector<MxProbeResult>> mx = report.mx;
   const bool fcrdns_error = fcrdns && fcrdns->verdict() == Verdict::kError;
   const bool spf_error = spf && std::any_of(spf->begin(), spf->end(), [](const SpfDomainResult& r) {
                            return r.verdict() == Verdict::kError;
                          });
-  if (fcrdns_error || spf_error) {
+  const bool mx_error = mx && std::any_of(mx->begin(), mx->end(), [](const MxProbeResult& r) {
+                          return r.verdict() == Verdict::kError;
+                        });
+  if (fcrdns_error || spf_error || mx_error) {
     Stmt& read = (*writer)["read checks"];
     read.Bind(1, ip);
     auto row = read.Step();
@@ -586,12 +608,21 @@ Result<std::pair<std::optional<std::string>, std::optional<std::string>>> StateS
           for (SpfDomainResult& r : *spf)
             for (const SpfDomainResult& o : *old)
               if (r.verdict() == Verdict::kError && o.domain == r.domain && o.verdict() == Verdict::kProblem) r = o;
+      if (mx_error && !read.IsNull(2))
+        if (auto old = MxFromJson(nlohmann::json::parse(read.Text(2), nullptr, false)))
+          for (MxProbeResult& r : *mx)
+            for (const MxProbeResult& o : *old)
+              if (r.verdict() == Verdict::kError && o.domain == r.domain && o.cls != SmtpClass::kError) r = o;
       read.Reset();
     }
   }
-  std::pair<std::optional<std::string>, std::optional<std::string>> out;
-  if (fcrdns) out.first = FcrdnsJson(*fcrdns).dump();
-  if (spf) out.second = SpfJson(*spf).dump();
+  Sections out;
+  if (fcrdns) out.fcrdns = FcrdnsJson(*fcrdns).dump();
+  if (spf) out.spf = SpfJson(*spf).dump();
+  if (mx) {
+    for (MxProbeResult& r : *mx) r.reused = false;  // a property of one cycle's report, not of the result
+    out.mx = MxJson(*mx).dump();
+  }
   return out;
 }
 
@@ -716,6 +747,10 @@ Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
     report.spf = SpfFromJson(nlohmann::json::parse(q.Text(2), nullptr, false));
     if (!report.spf) return Status::Error(db.path() + ": ips.spf of " + text + " is not valid");
   }
+  if (!q.IsNull(3)) {
+    report.mx = MxFromJson(nlohmann::json::parse(q.Text(3), nullptr, false));
+    if (!report.mx) return Status::Error(db.path() + ": ips.mx of " + text + " is not valid");
+  }
   q.Reset();
 
   std::map<std::string, DnsblZoneResult, std::less<>> rows;
@@ -750,8 +785,28 @@ Status StateStore::ForEachCheckedIp(const std::function<void(IpReport&&)>& fn) c
     r.range = q.Text(1);
     if (!q.IsNull(2)) r.fcrdns = FcrdnsFromJson(nlohmann::json::parse(q.Text(2), nullptr, false));
     if (!q.IsNull(3)) r.spf = SpfFromJson(nlohmann::json::parse(q.Text(3), nullptr, false));
+    if (!q.IsNull(4)) r.mx = MxFromJson(nlohmann::json::parse(q.Text(4), nullptr, false));
     fn(std::move(r));
   }
+}
+
+Result<std::vector<MxProbeResult>> StateStore::StoredMx(const IpAddress& ip) const {
+  std::lock_guard lock(impl_->read_mu);
+  Connection& db = *impl_->reader;
+  Stmt& q = db["read mx"];
+  auto found = q.Bind(1, ip.ToString()).Step();
+  if (!found.ok()) return found.status();
+  std::vector<MxProbeResult> out;
+  if (found.value() && !q.IsNull(0)) {
+    auto parsed = MxFromJson(nlohmann::json::parse(q.Text(0), nullptr, false));
+    if (!parsed) {
+      q.Reset();
+      return Status::Error(db.path() + ": ips.mx of " + ip.ToString() + " is not valid");
+    }
+    out = std::move(*parsed);
+  }
+  q.Reset();
+  return out;
 }
 
 Result<std::vector<ZoneHealthReport>> StateStore::ZoneHealths() const {

@@ -112,7 +112,7 @@ class StateStore {
   // Stores a stream row (a default row is deleted). Inside the open cycle.
   Status SaveStream(const std::string& ip, const std::string& check, const std::string& subject, const StreamRow& row);
   // Whether the last stored result of (ip, check, subject) was a problem: a block-list
-  // listing (dnsbl), a problem verdict of the stored fcrdns section or spf domain, an
+  // listing (dnsbl), a problem verdict of the stored fcrdns section, spf or mx domain, an
   // unhealthy zone (ip "", check "zone"). Read before RecordIp / RecordZoneHealth.
   Result<bool> StoredProblem(const std::string& ip, const std::string& check, const std::string& subject);
   // Appends to `cycles` and commits.
@@ -128,9 +128,12 @@ class StateStore {
   // latest lookup failed reads as listed, with `error` saying what failed.
   Result<std::optional<IpReport>> LoadIp(const IpAddress& ip, const std::vector<std::string>& zones_for_family) const;
   Result<std::vector<ZoneHealthReport>> ZoneHealths() const;
-  // Every stored address that has an fcrdns or spf section, as an IpReport with only
+  // Every stored address that has an fcrdns, spf or mx section, as an IpReport with only
   // those sections (and ip, range), in address-text order. For the start-up metrics.
   Status ForEachCheckedIp(const std::function<void(IpReport&&)>& fn) const;
+  // The stored MX probe results of one address (empty when none). Committed state:
+  // the MX probe's history for min_interval (checks/mx_probe.h).
+  Result<std::vector<MxProbeResult>> StoredMx(const IpAddress& ip) const;
   // Unix seconds of the last successful cycle end, 0 if none.
   Result<long long> LastSuccessfulCycle() const;
 

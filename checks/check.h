@@ -4,6 +4,7 @@
 // nothing of exporters; the scheduler (agent/scheduler.h) drives them.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <set>
@@ -25,10 +26,19 @@ struct Target {
 // The seams a check may use. `resolver` is for per-address questions; `shared`,
 // when set, is the cycle cache (agent/dns_cache.h) for names many addresses ask
 // about (SPF records, HELO names). Both are served by the same Poll loop.
+class SmtpDialer;
+class MxHistory;
+
+// The MX probe also needs `dialer` (agent/smtp_dialer.h); `mx_history` (checks/mx_probe.h),
+// when set, holds the last results so min_interval spans restarts; `stop`, when set,
+// makes probes not yet started end at once (reusing the last result) so shutdown is quick.
 struct CheckEnv {
   Resolver& resolver;
   Clock& clock;
   Resolver* shared = nullptr;
+  SmtpDialer* dialer = nullptr;
+  MxHistory* mx_history = nullptr;
+  const std::atomic<bool>* stop = nullptr;
   Resolver& SharedResolver() const { return shared ? *shared : resolver; }
 };
 
@@ -51,6 +61,11 @@ class Check {
   // Resolver questions CheckIp will normally ask for this target; the scheduler
   // uses it to spread a cycle's load evenly over the interval.
   virtual size_t ExpectedQueries(const Target& target) const = 0;
+
+  // Called from the scheduler's loop after every Resolver::Poll. A check whose work
+  // runs on other threads (the MX probe's SMTP sessions) delivers its results here,
+  // so every done() still runs on the loop's thread.
+  virtual void Poll() {}
 };
 
 // The registry: config section name -> factory. Returns the enabled checks.

@@ -7,6 +7,7 @@
 #include "checks/check.h"
 #include "checks/dnsbl.h"
 #include "checks/fcrdns.h"
+#include "checks/mx_probe.h"
 #include "checks/spf.h"
 
 namespace repwatch {
@@ -32,6 +33,12 @@ const std::vector<CheckKind>& Kinds() {
                                              [](const RangeConfig& r) { return !r.spf_domains.empty(); });
        },
        [](const Config&, CheckEnv env, const std::set<Family>&) { return std::make_unique<SpfCheck>(env); }},
+      {"mx",
+       [](const Config& c) {
+         return c.mx_probe.enabled && !c.mx_probe.domains.empty() &&
+                std::any_of(c.ranges.begin(), c.ranges.end(), [](const RangeConfig& r) { return r.mx_probe; });
+       },
+       [](const Config& c, CheckEnv env, const std::set<Family>&) { return std::make_unique<MxProbeCheck>(c, env); }},
   };
   return kinds;
 }

@@ -1,6 +1,7 @@
 #include "checks/report.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace repwatch {
 
@@ -73,6 +74,32 @@ Verdict SpfDomainResult::verdict() const {
   if (result == "pass") return Verdict::kOk;
   if (result == "temperror") return Verdict::kError;
   return Verdict::kProblem;
+}
+
+namespace {
+constexpr std::string_view kMxStageNames[] = {"connect", "banner", "ehlo", "starttls", "mail", "rcpt"};
+}  // namespace
+
+std::string_view MxStageName(MxStage s) { return kMxStageNames[static_cast<size_t>(s)]; }
+
+std::optional<MxStage> ParseMxStage(std::string_view name) {
+  for (size_t i = 0; i < std::size(kMxStageNames); ++i)
+    if (kMxStageNames[i] == name) return static_cast<MxStage>(i);
+  return std::nullopt;
+}
+
+Verdict MxProbeResult::verdict() const {
+  switch (cls) {
+    case SmtpClass::kBlockedByList:
+    case SmtpClass::kReputationBlock:
+    case SmtpClass::kRateLimit:
+    case SmtpClass::kPolicyFailure: return Verdict::kProblem;
+    case SmtpClass::kOk:
+    case SmtpClass::kGreylist: return Verdict::kOk;
+    case SmtpClass::kOther:
+    case SmtpClass::kError: return Verdict::kError;
+  }
+  return Verdict::kError;
 }
 
 }  // namespace repwatch

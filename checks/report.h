@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/ip.h"
+#include "agent/smtp_reply.h"
 
 namespace repwatch {
 
@@ -83,6 +84,42 @@ struct SpfDomainResult {
   Verdict verdict() const;             // pass -> ok, temperror -> error, anything else -> problem
 };
 
+// MX probe (checks/mx_probe.h): one SMTP session from the address to one receiver.
+// The step whose reply (or failure) decided the result.
+enum class MxStage { kConnect, kBanner, kEhlo, kStarttls, kMail, kRcpt };
+std::string_view MxStageName(MxStage s);  // "connect" | "banner" | "ehlo" | "starttls" | "mail" | "rcpt"
+std::optional<MxStage> ParseMxStage(std::string_view name);
+
+struct MxTlsReport {
+  bool ok = false;                     // the handshake succeeded
+  std::string protocol;                // "TLSv1.3"
+  bool name_match = false;             // the certificate names the MX host (RFC 6125); the chain is not judged
+  std::string peer_name;               // the certificate's first DNS name or CN
+  std::string error;                   // why not ok: "454 4.7.0 TLS not available", "handshake: ..."
+};
+
+struct MxProbeResult {
+  std::string domain;                  // the receiver domain, as configured
+  std::string host;                    // the MX host the session was with (or the first one tried)
+  std::string address;                 // its address, empty when none was reached
+  MxStage stage = MxStage::kConnect;
+  int code = 0;                        // the deciding reply's code; 0 without a reply
+  std::string enhanced;                // "5.7.606", empty when absent
+  SmtpClass cls = SmtpClass::kError;
+  std::string zone;                    // the block list the reply named (blocked_by_list)
+  std::string reason;                  // the classifier's sub-reason
+  std::string text;                    // the normalised reply text (codes removed)
+  std::string error;                   // for class error: what failed ("connection refused", "not a local address", ...)
+  std::optional<MxTlsReport> tls;      // absent when STARTTLS was not offered (or is turned off)
+  long long probed_at = 0;             // Unix seconds when the session ran
+  bool reused = false;                 // not probed this cycle: min_interval has not passed since probed_at
+
+  // blocked_by_list, reputation_block, rate_limit, policy_failure -> kProblem;
+  // ok and greylist -> kOk (greylisting is the routine first answer to an unknown
+  // sender); other (e.g. 5.1.1 for the probe's own recipient) and error -> kError.
+  Verdict verdict() const;
+};
+
 // One address's results from one pass of every enabled check.
 struct IpReport {
   IpAddress ip;
@@ -90,6 +127,7 @@ struct IpReport {
   std::optional<std::vector<DnsblZoneResult>> dnsbl;  // absent when the check is disabled
   std::optional<FcrdnsReport> fcrdns;
   std::optional<std::vector<SpfDomainResult>> spf;    // one per spf_domains entry of the range
+  std::optional<std::vector<MxProbeResult>> mx;       // one per [mx_probe] domain; absent when the range is not probed
 };
 
 // Cycle-level results (not tied to one address).

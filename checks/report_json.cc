@@ -1,5 +1,9 @@
 #include "checks/report_json.h"
 
+#include <fmt/format.h>
+
+#include <ctime>
+
 namespace repwatch {
 namespace {
 
@@ -24,6 +28,21 @@ std::vector<std::string> Strings(const nlohmann::json& j, const char* key) {
     for (const auto& v : *it)
       if (v.is_string()) out.push_back(v.get<std::string>());
   return out;
+}
+
+std::string Rfc3339(long long unix_seconds) {
+  const std::time_t t = unix_seconds;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
+}
+
+std::optional<long long> ParseRfc3339(const std::string& s) {
+  std::tm tm{};
+  const char* end = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (!end || *end) return std::nullopt;
+  return static_cast<long long>(timegm(&tm));
 }
 
 }  // namespace
@@ -91,6 +110,62 @@ std::optional<std::vector<SpfDomainResult>> SpfFromJson(const nlohmann::json& j)
   for (const auto& d : j) {
     if (!d.is_object() || StringOr(d, "domain").empty() || StringOr(d, "result").empty()) return std::nullopt;
     out.push_back({StringOr(d, "domain"), StringOr(d, "result"), StringOr(d, "reason"), Strings(d, "permissive")});
+  }
+  return out;
+}
+
+J MxJson(const std::vector<MxProbeResult>& results) {
+  J list = J::array();
+  for (const MxProbeResult& r : results) {
+    J d = {{"domain", r.domain},        {"host", r.host},      {"address", r.address},
+           {"stage", MxStageName(r.stage)}, {"code", r.code},  {"enhanced", r.enhanced},
+           {"class", SmtpClassName(r.cls)}, {"zone", r.zone},  {"reason", r.reason},
+           {"text", r.text},            {"error", r.error}};
+    if (r.tls)
+      d["tls"] = {{"ok", r.tls->ok},
+                  {"protocol", r.tls->protocol},
+                  {"name_match", r.tls->name_match},
+                  {"peer_name", r.tls->peer_name},
+                  {"error", r.tls->error}};
+    d["probed_at"] = r.probed_at > 0 ? J(Rfc3339(r.probed_at)) : J(nullptr);
+    if (r.reused) d["reused"] = true;
+    list.push_back(std::move(d));
+  }
+  return list;
+}
+
+std::optional<std::vector<MxProbeResult>> MxFromJson(const nlohmann::json& j) {
+  if (!j.is_array()) return std::nullopt;
+  std::vector<MxProbeResult> out;
+  for (const auto& d : j) {
+    if (!d.is_object() || StringOr(d, "domain").empty()) return std::nullopt;
+    MxProbeResult r;
+    r.domain = StringOr(d, "domain");
+    r.host = StringOr(d, "host");
+    r.address = StringOr(d, "address");
+    auto stage = ParseMxStage(StringOr(d, "stage"));
+    auto cls = ParseSmtpClass(StringOr(d, "class"));
+    if (!stage || !cls) return std::nullopt;
+    r.stage = *stage;
+    r.cls = *cls;
+    if (auto c = d.find("code"); c != d.end() && c->is_number_integer()) r.code = c->get<int>();
+    r.enhanced = StringOr(d, "enhanced");
+    r.zone = StringOr(d, "zone");
+    r.reason = StringOr(d, "reason");
+    r.text = StringOr(d, "text");
+    r.error = StringOr(d, "error");
+    if (auto t = d.find("tls"); t != d.end() && t->is_object()) {
+      MxTlsReport tls;
+      tls.ok = t->value("ok", false);
+      tls.protocol = StringOr(*t, "protocol");
+      tls.name_match = t->value("name_match", false);
+      tls.peer_name = StringOr(*t, "peer_name");
+      tls.error = StringOr(*t, "error");
+      r.tls = tls;
+    }
+    if (auto at = ParseRfc3339(StringOr(d, "probed_at"))) r.probed_at = *at;
+    r.reused = d.value("reused", false);
+    out.push_back(std::move(r));
   }
   return out;
 }

@@ -21,4 +21,9 @@ std::optional<FcrdnsReport> FcrdnsFromJson(const nlohmann::json& j);
 nlohmann::ordered_json SpfJson(const std::vector<SpfDomainResult>& results);
 std::optional<std::vector<SpfDomainResult>> SpfFromJson(const nlohmann::json& j);
 
+// [{"domain","host","address","stage","code","enhanced","class","zone","reason","text","error",
+//   "tls"?:{"ok","protocol","name_match","peer_name","error"},"probed_at":RFC 3339 | null,"reused"?:true}]
+nlohmann::ordered_json MxJson(const std::vector<MxProbeResult>& results);
+std::optional<std::vector<MxProbeResult>> MxFromJson(const nlohmann::json& j);
+
 }  // namespace repwatch

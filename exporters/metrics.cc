@@ -20,6 +20,9 @@ constexpr const char* kFcrdnsIps = "repwatch_fcrdns_ips";
 constexpr const char* kSpfUnauthorized = "repwatch_spf_unauthorized";
 constexpr const char* kSpfIps = "repwatch_spf_ips";
 constexpr const char* kSpfPermissive = "repwatch_spf_permissive";
+constexpr const char* kMxNotOk = "repwatch_mx_not_ok";
+constexpr const char* kMxIps = "repwatch_mx_ips";
+constexpr const char* kMxTlsIps = "repwatch_mx_tls_ips";
 
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
@@ -33,7 +36,7 @@ bool ZoneServesRange(ZoneFamily zone, const RangeConfig& range) {
   });
 }
 
-// FCrDNS and SPF families: per-address problem series and counts per range.
+// FCrDNS, SPF and MX families: per-address problem series and counts per range.
 struct MetricHelp {
   std::string_view name, help;
 };
@@ -46,6 +49,9 @@ constexpr MetricHelp kCheckMetrics[] = {
     {kSpfUnauthorized, "1 while the domain's SPF policy does not authorise the address (any result but pass)."},
     {kSpfIps, "Addresses per SPF result in the last cycle, per range and domain."},
     {kSpfPermissive, "1 for an SPF record term that authorises (nearly) the whole Internet."},
+    {kMxNotOk, "1 while the receiver's last answer to a session from the address was not ok (class and reply in labels)."},
+    {kMxIps, "Addresses per MX probe class in the last cycle, per range and receiver domain."},
+    {kMxTlsIps, "Addresses per STARTTLS outcome (ok, name_mismatch, failed, not_offered), per range and receiver domain."},
 };
 
 MetricFamily NewFamily(std::string name, std::string help, MetricType type) {
@@ -232,6 +238,14 @@ SnapshotBuilder::SnapshotBuilder(const Config& config)
       for (const std::string& domain : range.spf_domains)
         for (const char* result : {"pass", "fail", "softfail", "neutral", "none", "permerror", "temperror"})
           snap_->counts[kSpfIps][{{"range", range.name}, {"domain", domain}, {"result", result}}] = 0;
+    if (config.mx_probe.enabled && range.mx_probe)
+      for (const std::string& domain : config.mx_probe.domains) {
+        for (const char* cls : {"ok", "blocked_by_list", "reputation_block", "rate_limit", "greylist", "policy_failure",
+                                "other", "error"})
+          snap_->counts[kMxIps][{{"range", range.name}, {"domain", domain}, {"class", cls}}] = 0;
+        for (const char* tls : {"ok", "name_mismatch", "failed", "not_offered"})
+          snap_->counts[kMxTlsIps][{{"range", range.name}, {"domain", domain}, {"tls", tls}}] = 0;
+      }
   }
 }
 
@@ -263,12 +277,33 @@ void SnapshotBuilder::AddSpf(const IpReport& report, const std::vector<SpfDomain
   }
 }
 
+void SnapshotBuilder::AddMx(const IpReport& report, const std::vector<MxProbeResult>& results) {
+  for (const MxProbeResult& r : results) {
+    const std::string cls(SmtpClassName(r.cls));
+    ++snap_->counts[kMxIps][{{"range", report.range}, {"domain", r.domain}, {"class", cls}}];
+    if (r.cls != SmtpClass::kError) {  // a session that failed says nothing about TLS
+      const char* tls = !r.tls ? "not_offered" : !r.tls->ok ? "failed" : r.tls->name_match ? "ok" : "name_mismatch";
+      ++snap_->counts[kMxTlsIps][{{"range", report.range}, {"domain", r.domain}, {"tls", tls}}];
+    }
+    if (r.cls == SmtpClass::kOk) continue;
+    snap_->problems[kMxNotOk].push_back({{"ip", report.ip.ToString()},
+                                         {"range", report.range},
+                                         {"domain", r.domain},
+                                         {"class", cls},
+                                         {"stage", std::string(MxStageName(r.stage))},
+                                         {"code", r.code ? std::to_string(r.code) : ""},
+                                         {"enhanced", r.enhanced},
+                                         {"zone", r.zone}});
+  }
+}
+
 void SnapshotBuilder::AddStored(const IpReport& report) {
   if (!snap_) return;
   const RangeConfig* range = RangeOf(report.ip, ranges_);
   if (!range || range->name != report.range) return;
   if (report.fcrdns) AddFcrdns(report, *report.fcrdns);
   if (report.spf) AddSpf(report, *report.spf);
+  if (report.mx) AddMx(report, *report.mx);
 }
 
 void SnapshotBuilder::Add(const IpReport& report) {
@@ -276,6 +311,7 @@ void SnapshotBuilder::Add(const IpReport& report) {
   ++snap_->targets[report.range];
   if (report.fcrdns) AddFcrdns(report, *report.fcrdns);
   if (report.spf) AddSpf(report, *report.spf);
+  if (report.mx) AddMx(report, *report.mx);
   if (!report.dnsbl) return;
   const std::string ip = report.ip.ToString();
   for (const DnsblZoneResult& r : *report.dnsbl) {

@@ -23,6 +23,12 @@
 //   repwatch_spf_unauthorized{ip,range,domain,result} gauge 1 while SPF does not pass (temperror excluded)
 //   repwatch_spf_ips{range,domain,result}             gauge, addresses per SPF result
 //   repwatch_spf_permissive{domain,term}              gauge 1 for a record term authorising the whole Internet
+//   repwatch_mx_not_ok{ip,range,domain,class,stage,code,enhanced,zone}
+//                                                     gauge 1 while a receiver's last answer was not ok
+//                                                     (class blocked_by_list ... error; code "" without a reply)
+//   repwatch_mx_ips{range,domain,class}               gauge, addresses per MX probe class
+//   repwatch_mx_tls_ips{range,domain,tls}             gauge, addresses per STARTTLS outcome
+//                                                     (ok | name_mismatch | failed | not_offered)
 //   repwatch_targets{range}                           gauge, addresses checked in the last cycle
 //   repwatch_cycle_duration_seconds                   gauge, the last cycle
 //   repwatch_last_cycle_success_timestamp_seconds     gauge, omitted until a cycle succeeded
@@ -108,7 +114,7 @@ class SnapshotBuilder {
   // survive a resolver hiccup or an unhealthy zone. Stored rows for zones or
   // ranges no longer configured, or addresses that left their range, are skipped.
   void UseStoredListings(const std::vector<StoredListing>& stored);
-  // Adds a stored address's fcrdns / spf sections (StateStore::ForEachCheckedIp) to
+  // Adds a stored address's fcrdns / spf / mx sections (StateStore::ForEachCheckedIp) to
   // the start-up snapshot, so their problem series survive a restart too. Addresses
   // that left their range are skipped; targets are not counted.
   void AddStored(const IpReport& report);
@@ -122,6 +128,7 @@ class SnapshotBuilder {
  private:
   void AddFcrdns(const IpReport& report, const FcrdnsReport& r);
   void AddSpf(const IpReport& report, const std::vector<SpfDomainResult>& results);
+  void AddMx(const IpReport& report, const std::vector<MxProbeResult>& results);
 
   std::vector<RangeConfig> ranges_;  // a copy: the builder may outlive the Config it was made from
   std::shared_ptr<MetricsSnapshot> snap_;

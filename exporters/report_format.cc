@@ -31,6 +31,7 @@ nlohmann::ordered_json IpReportJson(const IpReport& report) {
   }
   if (report.fcrdns) j["fcrdns"] = FcrdnsJson(*report.fcrdns);
   if (report.spf) j["spf"] = SpfJson(*report.spf);
+  if (report.mx) j["mx"] = MxJson(*report.mx);
   return j;
 }
 
@@ -41,7 +42,8 @@ std::string ZoneHealthTable(const std::vector<ZoneHealthReport>& zones) {
 }
 
 std::string IpReportTableHeader() {
-  return fmt::format("{:<40} {:<16} {:<8} {:<10} {:<10} {}\n", "IP", "RANGE", "DNSBL", "FCRDNS", "SPF", "DETAIL");
+  return fmt::format("{:<40} {:<16} {:<8} {:<10} {:<10} {:<8} {}\n", "IP", "RANGE", "DNSBL", "FCRDNS", "SPF", "MX",
+                     "DETAIL");
 }
 
 namespace {
@@ -69,6 +71,27 @@ std::pair<std::string, std::vector<std::string>> SpfCell(const std::vector<SpfDo
   return {fmt::format("{}/{} pass", pass, results.size()), notes};
 }
 
+// The MX column ("3/4 ok") and a note for each receiver that did not say ok.
+std::pair<std::string, std::vector<std::string>> MxCell(const std::vector<MxProbeResult>& results) {
+  std::vector<std::string> notes;
+  size_t ok = 0;
+  for (const auto& r : results) {
+    if (r.cls == SmtpClass::kOk) {
+      ++ok;
+      continue;
+    }
+    if (r.cls == SmtpClass::kError) {
+      notes.push_back(fmt::format("MX {} at {}: error: {}", r.domain, MxStageName(r.stage), r.error));
+      continue;
+    }
+    std::string what = fmt::format("MX {} at {}: {}", r.domain, MxStageName(r.stage), SmtpClassName(r.cls));
+    if (!r.zone.empty()) what += fmt::format(" ({})", r.zone);
+    what += fmt::format(": {}{} {}", r.code, r.enhanced.empty() ? "" : " " + r.enhanced, r.text);
+    notes.push_back(std::move(what));
+  }
+  return {fmt::format("{}/{} ok", ok, results.size()), notes};
+}
+
 }  // namespace
 
 std::string IpReportTableRow(const IpReport& report) {
@@ -90,7 +113,7 @@ std::string IpReportTableRow(const IpReport& report) {
   if (!listed.empty()) detail += fmt::format("{}", fmt::join(listed, ", "));
   if (!allowed.empty()) detail += fmt::format("{}allow-listed: {}", detail.empty() ? "" : "; ", fmt::join(allowed, ", "));
   if (!errors.empty()) detail += fmt::format("{}could not tell: {}", detail.empty() ? "" : "; ", fmt::join(errors, ", "));
-  std::string fcrdns = "-", spf = "-";
+  std::string fcrdns = "-", spf = "-", mx = "-";
   std::vector<std::string> notes;
   if (report.fcrdns) {
     auto [cell, more] = FcrdnsCell(*report.fcrdns);
@@ -102,12 +125,17 @@ std::string IpReportTableRow(const IpReport& report) {
     spf = cell;
     notes.insert(notes.end(), more.begin(), more.end());
   }
+  if (report.mx) {
+    auto [cell, more] = MxCell(*report.mx);
+    mx = cell;
+    notes.insert(notes.end(), more.begin(), more.end());
+  }
   for (const auto& n : notes) {
     if (!detail.empty()) detail += "; ";
     detail += n;
   }
-  return fmt::format("{:<40} {:<16} {:<8} {:<10} {:<10} {}\n", report.ip.ToString(),
-                     report.range.empty() ? "-" : report.range, status, fcrdns, spf, detail);
+  return fmt::format("{:<40} {:<16} {:<8} {:<10} {:<10} {:<8} {}\n", report.ip.ToString(),
+                     report.range.empty() ? "-" : report.range, status, fcrdns, spf, mx, detail);
 }
 
 }  // namespace repwatch

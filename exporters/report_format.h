@@ -14,7 +14,7 @@ namespace repwatch {
 // {"kind":"zone","zone":Z,"health":H, "ipv4":H?, "ipv6":H?, "detail":D?}
 nlohmann::ordered_json ZoneHealthJson(const ZoneHealthReport& zone);
 // {"kind":"ip","ip":IP,"range":NAME|null,"dnsbl":[{"zone","status","codes","meanings","txt","error",...}]}
-//  plus "fcrdns":{...} and "spf":[...] when those checks ran (checks/report_json.h).
+//  plus "fcrdns":{...}, "spf":[...] and "mx":[...] when those checks ran (checks/report_json.h).
 nlohmann::ordered_json IpReportJson(const IpReport& report);
 
 

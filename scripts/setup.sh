@@ -9,14 +9,14 @@ set -euo pipefail
 BUILD_PACKAGES=(
   cmake make g++ pkg-config git
   libldns-dev libcurl4-openssl-dev prometheus-cpp-dev libtomlplusplus-dev catch2
-  libsqlite3-dev libcli11-dev nlohmann-json3-dev libfmt-dev libcivetweb-dev libssl-dev
+  libsqlite3-dev libcli11-dev nlohmann-json3-dev libfmt-dev libcivetweb-dev libssl-dev libpcre2-dev
 )
 # Lab: the real servers and clients the tests, demo and benchmark start in a
 # loopback-only namespace, plus the tools the test scripts use.
 LAB_PACKAGES=(
   rbldnsd dnsperf prometheus iproute2 util-linux
   ldnsutils dnsutils python3 curl sqlite3 time
-  unbound python3-yaml python3-spf
+  unbound python3-yaml python3-spf postfix openssl
 )
 
 missing_packages() {
@@ -48,6 +48,9 @@ main() {
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # Postfix is only a lab receiver (the MX-probe tests run their own instance from
+  # their own config directory): no system configuration, no local mail.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if ((ours)); then

@@ -67,8 +67,8 @@ TEST_CASE("every config error has file:line:col and a clear message", "[config]"
   const ErrorCase cases[] = {
       {"syntax", "[dns\n", "t.toml:1:5: "},
       {"unknown key", kDns + "foo = 1\n", "t.toml:3:1: unknown key 'foo' in [dns]"},
-      {"unknown section", kDns + "[mx_probe]\ndomains = []\n",
-       "t.toml:3:2: unknown section [mx_probe] (not supported by this release)"},
+      {"unknown section", kDns + "[warmup]\nschedules = []\n",
+       "t.toml:3:2: unknown section [warmup] (not supported by this release)"},
       {"unknown top-level key", "verbose = true\n" + kDns, "t.toml:1:1: unknown key 'verbose' at top level"},
       {"fcrdns enabled type", kDns + "[fcrdns]\nenabled = \"yes\"\n",
        "t.toml:4:11: fcrdns.enabled must be true or false, not a string"},

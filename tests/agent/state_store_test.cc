@@ -97,7 +97,7 @@ TEST_CASE("StateStore creates state_dir and the database, WAL mode", "[state]") 
         (fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
   CHECK(fs::exists(dir + "/repwatch.db"));
   CHECK(fs::exists(dir + "/repwatch.db-wal"));  // WAL mode, while open
-  CHECK(CountRows(dir, "SELECT max(version) FROM schema_version") == 3);
+  CHECK(CountRows(dir, "SELECT max(version) FROM schema_version") == 4);
 }
 
 TEST_CASE("StateStore refuses a state_dir it cannot use, naming it", "[state]") {
