@@ -1,4 +1,5 @@
 #include "agent/config.h"
+#include "agent/receivers.h"
 
 #include <catch2/catch.hpp>
 
@@ -510,6 +511,10 @@ TEST_CASE("the example config loads without errors or warnings", "[config]") {
   CHECK(c.webhooks[0].format == WebhookFormat::kStandard);
   CHECK(c.webhooks[0].secret.starts_with("whsec_"));
   CHECK(c.alerts.failing_after == std::chrono::hours(6));
+  CHECK(c.mx_probe.enabled);
+  CHECK(c.mx_probe.domains.size() == ReceiverCatalogue().size() + 1);
+  CHECK(c.mx_probe.domains.back() == "mx.partner.example");
+  CHECK(c.mx_probe.rcpt_to == "postmaster@{domain}");
 }
 
 TEST_CASE("a missing config file is reported", "[config]") {
