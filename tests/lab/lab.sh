@@ -9,8 +9,11 @@
 #   lab_enter_netns "$@"          # re-executes the script inside the namespace
 #   lab_init                      # LAB_DIR, cleanup on exit
 #   lab_rbldnsd "$dir" 127.0.0.53:5353 good.test:ip4set:good.ip4set ...
+#   lab_postfix "$dir/postfix"    # a Postfix instance of the lab's own, port 25
 #
-# Every process is started with lab_spawn and stopped by its PID on exit.
+# Every process is started with lab_spawn and stopped by its PID on exit; what
+# is left of a process group registered in LAB_PGIDS (Postfix's master and its
+# children) is killed after that.
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck disable=SC2034  # used by the scripts that source this file
@@ -18,6 +21,7 @@ LAB_ZONES="$LAB_ROOT/labzones.py"
 LAB_PIDS=()        # every process lab_spawn started, in start order
 LAB_DIR=""         # scratch directory of this run (world-readable for rbldnsd)
 LAB_LAST_PID=""    # PID of the process lab_spawn started last
+LAB_PGIDS=()       # process groups to clear after the PIDs are stopped (lab_postfix)
 
 lab_log() { printf '[lab] %s\n' "$*" >&2; }
 
@@ -84,6 +88,10 @@ lab_cleanup() {
   local i
   for ((i = ${#LAB_PIDS[@]} - 1; i >= 0; i--)); do
     lab_stop "${LAB_PIDS[i]}" >/dev/null 2>&1 || true
+  done
+  local pgid
+  for pgid in "${LAB_PGIDS[@]}"; do
+    _lab_kill_group "$pgid" || true
   done
   if [[ $rc != 0 && -n $LAB_DIR && -d $LAB_DIR ]]; then
     local log
@@ -198,6 +206,75 @@ lab_unbound() {
     sleep 0.1
   done
   LAB_LAST_PID=$pid
+}
+
+# lab_postfix CONFIG_DIR: runs the Postfix instance configured in CONFIG_DIR
+# (main.cf and master.cf; queue_directory, data_directory and maillog_file must
+# lie under LAB_DIR, nothing may chroot) in the foreground (master -c DIR -d)
+# and waits until smtpd greets with 220 on port 25 of every inet_interfaces
+# address. Postfix binds only addresses an interface holds, so those addresses
+# are first added to lo (this namespace's own; 127.0.0.0/8 is local anyway).
+# The master runs in a process group of its own (setsid): on SIGTERM it stops
+# its children (smtpd, tlsmgr, ...) itself, and lab_cleanup then kills whatever
+# is left of that group. master's own output goes to postfix-CONFIG_NAME.log,
+# the mail log to maillog_file. Sets LAB_LAST_PID (the master).
+lab_postfix() {
+  local conf
+  conf=$(readlink -f "$1")
+  lab_in_netns || lab_die "lab_postfix outside the lab namespace"
+  [[ -f $conf/main.cf && -f $conf/master.cf ]] || lab_die "lab_postfix: no main.cf/master.cf in $conf"
+  local name="postfix-${conf##*/}" addrs addr
+  addrs=$(postconf -c "$conf" -xh inet_interfaces | tr ',' ' ')
+  [[ -n ${addrs// /} ]] || lab_die "lab_postfix: $conf has no inet_interfaces"
+  for addr in $addrs; do
+    [[ $addr == 127.* ]] || lab_die "lab_postfix: inet_interfaces $addr is not a loopback address"
+    ip -o addr show dev lo | grep -q " inet $addr/" || ip addr add "$addr/32" dev lo
+  done
+  postconf -c "$conf" -n >"$LAB_DIR/$name.postconf.out" 2>&1 ||
+    lab_die "postconf -c $conf: $(tail -n 5 "$LAB_DIR/$name.postconf.out")"
+  lab_spawn "$name" setsid /usr/lib/postfix/sbin/master -c "$conf" -d
+  local pid=$LAB_LAST_PID
+  LAB_PGIDS+=("$pid")
+  # setsid execs the master directly (a background job is no group leader), so
+  # the PID is the master's and, once setsid has run, so is its process group.
+  local deadline=$((SECONDS + 5))
+  until [[ $(ps -o pgid= -p "$pid" | tr -d ' ') == "$pid" ]]; do
+    lab_alive "$pid" || lab_die "postfix master exited (see $name.log and the maillog)"
+    ((SECONDS < deadline)) || lab_die "postfix master $pid is not a process group leader"
+    sleep 0.05
+  done
+  deadline=$((SECONDS + 20))
+  for addr in $addrs; do
+    until python3 - "$addr" <<'PY' 2>/dev/null; do
+import smtplib, sys
+s = smtplib.SMTP(local_hostname="lab.test", timeout=2)
+code, _ = s.connect(sys.argv[1], 25)
+s.quit()
+sys.exit(0 if code == 220 else 1)
+PY
+      lab_alive "$pid" || lab_die "postfix master exited (see $name.log and the maillog)"
+      ((SECONDS < deadline)) || lab_die "postfix on $addr:25 did not greet within 20s"
+      sleep 0.1
+    done
+  done
+  LAB_LAST_PID=$pid
+}
+
+# _lab_group_alive PGID: true while a process of the group runs (zombies,
+# waiting for their parent or init to reap them, do not count).
+_lab_group_alive() {
+  ps -eo pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
+}
+
+# _lab_kill_group PGID: SIGKILLs what is left of a process group and waits
+# (up to 5 s) until nothing of it runs.
+_lab_kill_group() {
+  local pgid=$1 deadline=$((SECONDS + 5))
+  while _lab_group_alive "$pgid"; do
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+    ((SECONDS < deadline)) || { lab_log "process group $pgid survives SIGKILL"; return 1; }
+    sleep 0.1
+  done
 }
 
 # lab_webhook_receiver NAME ADDR:PORT LOG [RECEIVER_ARG...]: starts
