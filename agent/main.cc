@@ -419,6 +419,10 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   log::SetLevel(log_level);
+  // A peer that hangs up (an MX after its 421, a webhook receiver) must end one
+  // write with EPIPE, not the process: OpenSSL writes through write(2), where
+  // MSG_NOSIGNAL cannot be passed.
+  std::signal(SIGPIPE, SIG_IGN);
   if (*run) {
     auto shard = Shard::Make(shard_index, shard_count);
     if (!shard.ok()) {
