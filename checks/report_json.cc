@@ -22,6 +22,12 @@ std::string StringOr(const nlohmann::json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+// A wrong-typed value reads as absent, like StringOr: nlohmann's value() would throw.
+bool BoolOr(const nlohmann::json& j, const char* key, bool fallback) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
+}
+
 std::vector<std::string> Strings(const nlohmann::json& j, const char* key) {
   std::vector<std::string> out;
   if (auto it = j.find(key); it != j.end() && it->is_array())
@@ -75,12 +81,12 @@ std::optional<FcrdnsReport> FcrdnsFromJson(const nlohmann::json& j) {
   r.result = *result;
   r.ptr = Strings(j, "ptr");
   r.confirmed = StringOr(j, "confirmed");
-  r.generic = j.value("generic", false);
+  r.generic = BoolOr(j, "generic", false);
   r.generic_name = StringOr(j, "generic_name");
   r.generic_reason = StringOr(j, "generic_reason");
   if (auto e = j.find("expected_ptr"); e != j.end() && e->is_object()) {
     r.expected_ptr = StringOr(*e, "pattern");
-    r.expected_ptr_ok = e->value("ok", true);
+    r.expected_ptr_ok = BoolOr(*e, "ok", true);
   }
   if (auto h = j.find("helo"); h != j.end() && h->is_object()) {
     HeloReport& helo = r.helo.emplace();
@@ -156,15 +162,15 @@ std::optional<std::vector<MxProbeResult>> MxFromJson(const nlohmann::json& j) {
     r.error = StringOr(d, "error");
     if (auto t = d.find("tls"); t != d.end() && t->is_object()) {
       MxTlsReport tls;
-      tls.ok = t->value("ok", false);
+      tls.ok = BoolOr(*t, "ok", false);
       tls.protocol = StringOr(*t, "protocol");
-      tls.name_match = t->value("name_match", false);
+      tls.name_match = BoolOr(*t, "name_match", false);
       tls.peer_name = StringOr(*t, "peer_name");
       tls.error = StringOr(*t, "error");
       r.tls = tls;
     }
     if (auto at = ParseRfc3339(StringOr(d, "probed_at"))) r.probed_at = *at;
-    r.reused = d.value("reused", false);
+    r.reused = BoolOr(d, "reused", false);
     out.push_back(std::move(r));
   }
   return out;
