@@ -286,3 +286,241 @@ TEST_CASE("AlertTracker: a stored listing whose first result after an upgrade is
 
 }  // namespace
 }  // namespace repwatch
+
+namespace repwatch {
+namespace {
+
+// The items of one event type in the outbox, as JSON, for one sink, in order.
+std::vector<nlohmann::json> OutboxItems(const fs::path& dir, const std::string& sink, const std::string& type) {
+  sqlite3* db = nullptr;
+  sqlite3_stmt* q = nullptr;
+  std::vector<nlohmann::json> out;
+  sqlite3_open_v2((dir / "repwatch.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_prepare_v2(db, "SELECT item FROM outbox_items WHERE sink = ?1 AND type = ?2 ORDER BY id", -1, &q, nullptr);
+  sqlite3_bind_text(q, 1, sink.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 2, type.c_str(), -1, SQLITE_TRANSIENT);
+  while (sqlite3_step(q) == SQLITE_ROW)
+    out.push_back(nlohmann::json::parse(reinterpret_cast<const char*>(sqlite3_column_text(q, 0))));
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return out;
+}
+
+// One alert stream row straight from the file: "state problems oks error_since", or "" when there is none.
+std::string StreamRowText(const fs::path& dir, const std::string& ip, const std::string& check,
+                          const std::string& subject) {
+  sqlite3* db = nullptr;
+  sqlite3_stmt* q = nullptr;
+  std::string out;
+  sqlite3_open_v2((dir / "repwatch.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_prepare_v2(db,
+                     "SELECT state, problems, oks, coalesce(error_since, '-') FROM alert_streams "
+                     "WHERE ip = ?1 AND check_kind = ?2 AND subject = ?3",
+                     -1, &q, nullptr);
+  sqlite3_bind_text(q, 1, ip.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 2, check.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 3, subject.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(q) == SQLITE_ROW)
+    for (int c = 0; c < 4; ++c) out += std::string(c ? " " : "") + reinterpret_cast<const char*>(sqlite3_column_text(q, c));
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return out;
+}
+
+MxProbeResult MxResult(const std::string& domain, SmtpClass cls, long long probed_at) {
+  MxProbeResult m;
+  m.domain = domain;
+  m.host = "mx1." + domain;
+  m.address = "203.0.113.25";
+  m.cls = cls;
+  m.probed_at = probed_at;
+  // A plausible deciding reply per class; the class itself is what the tracker reads.
+  struct Reply {
+    MxStage stage;
+    int code;
+    const char* enhanced;
+    const char* text;
+  };
+  const Reply reply = cls == SmtpClass::kOk         ? Reply{MxStage::kRcpt, 250, "2.1.5", "OK"}
+                      : cls == SmtpClass::kGreylist ? Reply{MxStage::kRcpt, 451, "4.7.1", "Greylisted"}
+                      : cls == SmtpClass::kOther    ? Reply{MxStage::kRcpt, 550, "5.1.1", "User unknown"}
+                      : cls == SmtpClass::kError    ? Reply{MxStage::kConnect, 0, "", ""}
+                                                    : Reply{MxStage::kMail, 554, "5.7.1", "Service unavailable"};
+  m.stage = reply.stage;
+  m.code = reply.code;
+  m.enhanced = reply.enhanced;
+  m.text = reply.text;
+  if (cls == SmtpClass::kError) m.error = "connection refused";
+  return m;
+}
+
+IpReport MxReport(const char* ip, std::vector<MxProbeResult> results) {
+  IpReport r;
+  r.ip = IpAddress::Parse(ip).value();
+  r.range = "acme";
+  r.mx = std::move(results);
+  return r;
+}
+
+TEST_CASE("AlertTracker: one MX problem reply raises mx.rejected at once, one ok reply resolves it", "[alerts][mx]") {
+  Agent a;
+  REQUIRE(a.config.alerts.mx_raise_after == 1);
+  REQUIRE(a.config.alerts.mx_clear_after == 1);
+  MxProbeResult rejected;
+  rejected.domain = "outlook.com";
+  rejected.host = "outlook-com.olc.protection.outlook.com";
+  rejected.address = "52.101.68.10";
+  rejected.stage = MxStage::kRcpt;
+  rejected.code = 550;
+  rejected.enhanced = "5.7.606";
+  rejected.cls = SmtpClass::kReputationBlock;
+  rejected.text = "Access denied, banned sending IP [192.0.2.7]. To request removal from this list please visit "
+                  "https://sender.office.com/ and follow the directions.";
+  rejected.tls = MxTlsReport{true, "TLSv1.3", true, "*.olc.protection.outlook.com", ""};
+  rejected.probed_at = 1'790'003'500;
+  a.Cycle({MxReport("192.0.2.7", {rejected, MxResult("gmail.com", SmtpClass::kOk, 1'790'003'500)})});
+  REQUIRE(a.now == 1'790'003'600);
+  // The oncall sink takes dnsbl.* only.
+  CHECK(Outbox(a.tmp.path) == std::vector<std::string>{"everything mx.rejected outlook.com|acme 192.0.2.7"});
+  CHECK(a.alerts->raised() == std::map<std::string, size_t>{{"mx.rejected", 1}});
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "outlook.com") == "problem 0 0 -");
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "gmail.com").empty());  // plainly ok: no row
+
+  const auto raised = OutboxItems(a.tmp.path, "everything", "mx.rejected");
+  REQUIRE(raised.size() == 1);
+  const nlohmann::json want = {
+      {"ip", "192.0.2.7"},
+      {"range", "acme"},
+      {"labels", nlohmann::json::object()},
+      {"domain", "outlook.com"},
+      {"host", "outlook-com.olc.protection.outlook.com"},
+      {"address", "52.101.68.10"},
+      {"stage", "rcpt"},
+      {"code", 550},
+      {"enhanced", "5.7.606"},
+      {"class", "reputation_block"},
+      {"zone", ""},
+      {"reason", ""},
+      {"text", rejected.text},
+      {"error", ""},
+      {"tls",
+       {{"ok", true}, {"protocol", "TLSv1.3"}, {"name_match", true}, {"peer_name", "*.olc.protection.outlook.com"},
+        {"error", ""}}},
+      {"probed_at", "2026-09-21T15:11:40Z"},
+      {"evidence",
+       {{"session", "from 192.0.2.7 to outlook-com.olc.protection.outlook.com[52.101.68.10]"},
+        {"reply", "550 5.7.606 Access denied, banned sending IP [192.0.2.7]. To request removal from this list "
+                  "please visit https://sender.office.com/ and follow the directions."}}},
+      {"first_seen", "2026-09-21T15:13:20Z"},
+      {"type", "mx.rejected"},
+      {"at", "2026-09-21T15:13:20Z"},
+      {"instance", "test-agent"},
+  };
+  CHECK(raised[0] == want);
+
+  MxProbeResult accepted = MxResult("outlook.com", SmtpClass::kOk, 1'790'007'100);
+  accepted.host = "outlook-com.olc.protection.outlook.com";
+  accepted.address = "52.101.68.10";
+  a.Cycle({MxReport("192.0.2.7", {accepted, MxResult("gmail.com", SmtpClass::kOk, 1'790'007'100)})});
+  CHECK(Outbox(a.tmp.path) == std::vector<std::string>{"everything mx.rejected outlook.com|acme 192.0.2.7",
+                                                       "everything mx.resolved outlook.com|acme 192.0.2.7"});
+  CHECK(a.alerts->raised() == std::map<std::string, size_t>{{"mx.rejected", 1}, {"mx.resolved", 1}});
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "outlook.com").empty());
+  const auto resolved = OutboxItems(a.tmp.path, "everything", "mx.resolved");
+  REQUIRE(resolved.size() == 1);
+  CHECK(resolved[0].at("class") == "ok");
+  CHECK(resolved[0].at("code") == 250);
+  CHECK(resolved[0].at("enhanced") == "2.1.5");
+  CHECK(resolved[0].at("evidence") ==
+        nlohmann::json{{"session", "from 192.0.2.7 to outlook-com.olc.protection.outlook.com[52.101.68.10]"},
+                       {"reply", "250 2.1.5 OK"}});
+  CHECK(resolved[0].at("first_seen") == "2026-09-21T15:13:20Z");  // when the rejection began
+  CHECK(resolved[0].at("at") == "2026-09-21T16:13:20Z");
+  CHECK_FALSE(resolved[0].contains("tls"));
+  CHECK_FALSE(resolved[0].contains("reused"));
+}
+
+TEST_CASE("AlertTracker: a reused MX result changes nothing", "[alerts][mx]") {
+  Agent a;
+  a.config.alerts.mx_raise_after = 2;
+  a.config.alerts.mx_clear_after = 2;
+  a.Open();
+  auto reused = [](MxProbeResult m) {
+    m.reused = true;
+    return m;
+  };
+  const MxProbeResult blocked = MxResult("gmx.net", SmtpClass::kBlockedByList, 1'790'003'500);
+  a.Cycle({MxReport("192.0.2.7", {blocked})});
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "gmx.net") == "ok 1 0 -");
+  // The same session reported again for three cycles: not a second, third, fourth reply.
+  for (int i = 0; i < 3; ++i) a.Cycle({MxReport("192.0.2.7", {reused(blocked)})});
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "gmx.net") == "ok 1 0 -");
+  CHECK(Outbox(a.tmp.path).empty());
+  CHECK(a.alerts->raised().empty());
+
+  a.Cycle({MxReport("192.0.2.7", {MxResult("gmx.net", SmtpClass::kBlockedByList, a.now + 3500)})});
+  CHECK(Outbox(a.tmp.path) == std::vector<std::string>{"everything mx.rejected gmx.net|acme 192.0.2.7"});
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "gmx.net") == "problem 0 0 -");
+
+  // Raised: reused ok results do not count towards clearing either.
+  const MxProbeResult ok = MxResult("gmx.net", SmtpClass::kOk, a.now + 3500);
+  a.Cycle({MxReport("192.0.2.7", {ok})});
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "gmx.net") == "problem 0 1 -");
+  for (int i = 0; i < 3; ++i) a.Cycle({MxReport("192.0.2.7", {reused(ok)})});
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "gmx.net") == "problem 0 1 -");
+  CHECK(Outbox(a.tmp.path).size() == 1);
+  a.Cycle({MxReport("192.0.2.7", {MxResult("gmx.net", SmtpClass::kOk, a.now + 3500)})});
+  CHECK(Outbox(a.tmp.path) == std::vector<std::string>{"everything mx.rejected gmx.net|acme 192.0.2.7",
+                                                       "everything mx.resolved gmx.net|acme 192.0.2.7"});
+
+  // A stream with no row: a reused problem does not even start one.
+  a.Cycle({MxReport("192.0.2.8", {reused(MxResult("gmail.com", SmtpClass::kRateLimit, 1'790'000'000))})});
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.8", "mx", "gmail.com").empty());
+  CHECK(Outbox(a.tmp.path).size() == 2);
+}
+
+TEST_CASE("AlertTracker: MX results of class error or other neither raise nor clear", "[alerts][mx]") {
+  Agent a;
+  const auto error = [&] { return MxResult("gmail.com", SmtpClass::kError, a.now + 3500); };
+  const auto other = [&] { return MxResult("gmail.com", SmtpClass::kOther, a.now + 3500); };
+  a.Cycle({MxReport("192.0.2.7", {error()})});
+  a.Cycle({MxReport("192.0.2.7", {other()})});
+  CHECK(Outbox(a.tmp.path).empty());
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "gmail.com") == "ok 0 0 1790003600");
+
+  a.Cycle({MxReport("192.0.2.7", {MxResult("gmail.com", SmtpClass::kPolicyFailure, a.now + 3500)})});
+  CHECK(Outbox(a.tmp.path) == std::vector<std::string>{"everything mx.rejected gmail.com|acme 192.0.2.7"});
+  a.Cycle({MxReport("192.0.2.7", {error()})});
+  a.Cycle({MxReport("192.0.2.7", {other()})});
+  CHECK(Outbox(a.tmp.path).size() == 1);
+  CHECK(StreamRowText(a.tmp.path, "192.0.2.7", "mx", "gmail.com") == "problem 0 0 1790014400");
+
+  // Greylisting is the routine first answer to an unknown sender: ok.
+  a.Cycle({MxReport("192.0.2.7", {MxResult("gmail.com", SmtpClass::kGreylist, a.now + 3500)})});
+  CHECK(Outbox(a.tmp.path) == std::vector<std::string>{"everything mx.rejected gmail.com|acme 192.0.2.7",
+                                                       "everything mx.resolved gmail.com|acme 192.0.2.7"});
+  CHECK(a.alerts->raised() == std::map<std::string, size_t>{{"mx.rejected", 1}, {"mx.resolved", 1}});
+}
+
+TEST_CASE("AlertTracker: a stored MX rejection is old news after a restart", "[alerts][mx]") {
+  Agent old;
+  old.config.webhooks.clear();
+  old.Open();
+  old.Cycle({MxReport("192.0.2.8", {MxResult("yahoo.com", SmtpClass::kRateLimit, old.now + 3500)})});
+  {
+    sqlite3* db = nullptr;
+    sqlite3_open((old.tmp.path / "repwatch.db").c_str(), &db);
+    sqlite3_exec(db, "DELETE FROM alert_streams", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  old.config.webhooks = Agent().config.webhooks;
+  old.Open();
+  old.Cycle({MxReport("192.0.2.8", {MxResult("yahoo.com", SmtpClass::kRateLimit, old.now + 3500)})});
+  CHECK(Outbox(old.tmp.path).empty());
+  CHECK(StreamRowText(old.tmp.path, "192.0.2.8", "mx", "yahoo.com") == "problem 0 0 -");
+  old.Cycle({MxReport("192.0.2.8", {MxResult("yahoo.com", SmtpClass::kOk, old.now + 3500)})});
+  CHECK(Outbox(old.tmp.path) == std::vector<std::string>{"everything mx.resolved yahoo.com|acme 192.0.2.8"});
+}
+
+}  // namespace
+}  // namespace repwatch

@@ -182,6 +182,68 @@ TEST_CASE("every config error has file:line:col and a clear message", "[config]"
        "t.toml:6:19: ranges[0].labels.team must be a string"},
       {"bad label name", kDns + range + "cidrs = [\"192.0.2.1\"]\nlabels = { \"a-b\" = \"x\" }\n",
        "t.toml:6:12: ranges[0].labels: \"a-b\" is not a valid label name"},
+      {"range mx_probe type", kDns + range + "cidrs = [\"192.0.2.1\"]\nmx_probe = \"no\"\n",
+       "t.toml:6:12: ranges[0].mx_probe must be true or false, not a string"},
+      {"mx_probe not a table", "mx_probe = true\n" + kDns, "t.toml:1:12: mx_probe must be a table: write [mx_probe]"},
+      {"mx_probe unknown key", kDns + "[mx_probe]\nhelo = \"mail.acme.example\"\n",
+       "t.toml:4:1: unknown key 'helo' in [mx_probe]"},
+      {"mx_probe enabled type", kDns + "[mx_probe]\nenabled = 1\n",
+       "t.toml:4:11: mx_probe.enabled must be true or false, not an integer"},
+      {"mx_probe bad domain", kDns + "[mx_probe]\ndomains = [\"gmail..com\"]\n",
+       "t.toml:4:12: mx_probe.domains: \"gmail..com\" is not a domain: empty label (\"..\" or a leading dot) "
+       "(\"catalogue\" stands for the built-in list of big receivers)"},
+      {"mx_probe domain with a placeholder", kDns + "[mx_probe]\ndomains = [\"catalogue\", \"{domain}.example\"]\n",
+       "t.toml:4:25: mx_probe.domains: \"{domain}.example\" is not a domain: bad character '{' (\"catalogue\" stands "
+       "for the built-in list of big receivers)"},
+      {"mx_probe domain listed twice", kDns + "[mx_probe]\ndomains = [\"mx.partner.example\", \"MX.Partner.example\"]\n",
+       "t.toml:4:34: mx_probe.domains: \"mx.partner.example\" is listed twice"},
+      {"mx_probe catalogue domain listed twice", kDns + "[mx_probe]\ndomains = [\"gmail.com\", \"gmail.com\"]\n",
+       "t.toml:4:25: mx_probe.domains: \"gmail.com\" is listed twice"},
+      {"mx_probe domain not a string", kDns + "[mx_probe]\ndomains = [\"gmail.com\", 7]\n",
+       "t.toml:4:25: mx_probe.domains[1] must be a string, not an integer"},
+      {"mx_probe empty domains", kDns + "[mx_probe]\ndomains = []\n",
+       "t.toml:4:11: mx_probe.domains is empty (leave it out for the built-in catalogue)"},
+      {"mx_probe port out of range", kDns + "[mx_probe]\nport = 70000\n",
+       "t.toml:4:8: mx_probe.port 70000 is not a TCP port"},
+      {"mx_probe port zero", kDns + "[mx_probe]\nport = 0\n",
+       "t.toml:4:8: mx_probe.port must be between 1 and 1000000, not 0"},
+      {"mx_probe rcpt_to without mail_from", kDns + "[mx_probe]\nrcpt_to = \"postmaster@{domain}\"\n",
+       "t.toml:4:11: mx_probe.rcpt_to needs mail_from: RCPT TO only follows MAIL FROM"},
+      {"mx_probe mail_from without @", kDns + "[mx_probe]\nmail_from = \"probe.acme.example\"\n",
+       "t.toml:4:13: mx_probe.mail_from \"probe.acme.example\" is not a mail address"},
+      {"mx_probe mail_from with a space", kDns + "[mx_probe]\nmail_from = \"probe @acme.example\"\n",
+       "t.toml:4:13: mx_probe.mail_from \"probe @acme.example\" is not a mail address"},
+      {"mx_probe mail_from in brackets", kDns + "[mx_probe]\nmail_from = \"<probe@acme.example>\"\n",
+       "t.toml:4:13: mx_probe.mail_from \"<probe@acme.example>\" is not a mail address"},
+      {"mx_probe mail_from empty", kDns + "[mx_probe]\nmail_from = \"\"\n",
+       "t.toml:4:13: mx_probe.mail_from is empty (leave it out instead)"},
+      {"mx_probe rcpt_to bad domain",
+       kDns + "[mx_probe]\nmail_from = \"probe@acme.example\"\nrcpt_to = \"postmaster@{domain}..example\"\n",
+       "t.toml:5:11: mx_probe.rcpt_to \"postmaster@{domain}..example\" is not a mail address (\"{domain}\" stands for "
+       "the receiver domain)"},
+      {"mx_probe rcpt_to without local part",
+       kDns + "[mx_probe]\nmail_from = \"probe@acme.example\"\nrcpt_to = \"@{domain}\"\n",
+       "t.toml:5:11: mx_probe.rcpt_to \"@{domain}\" is not a mail address (\"{domain}\" stands for the receiver domain)"},
+      {"mx_probe max_rate zero", kDns + "[mx_probe]\nmax_rate = 0\n",
+       "t.toml:4:12: mx_probe.max_rate must be above 0 (sessions started per second)"},
+      {"mx_probe max_rate type", kDns + "[mx_probe]\nmax_rate = \"fast\"\n",
+       "t.toml:4:12: mx_probe.max_rate must be a number, not a string"},
+      {"mx_probe max_parallel zero", kDns + "[mx_probe]\nmax_parallel = 0\n",
+       "t.toml:4:16: mx_probe.max_parallel must be between 1 and 1000000, not 0"},
+      {"mx_probe max_parallel too many", kDns + "[mx_probe]\nmax_parallel = 257\n",
+       "t.toml:4:16: mx_probe.max_parallel must be at most 256"},
+      {"mx_probe min_interval too short", kDns + "[mx_probe]\nmin_interval = \"30s\"\n",
+       "t.toml:4:16: mx_probe.min_interval \"30s\" is too short: the minimum is 1m"},
+      {"mx_probe connect_timeout too short", kDns + "[mx_probe]\nconnect_timeout = \"50ms\"\n",
+       "t.toml:4:19: mx_probe.connect_timeout \"50ms\" is too short: the minimum is 100ms"},
+      {"mx_probe banner_timeout bad duration", kDns + "[mx_probe]\nbanner_timeout = \"1 minute\"\n",
+       "t.toml:4:18: mx_probe.banner_timeout: bad duration \"1 minute\" (use e.g. \"30s\", \"5m\", \"1h30m\", \"2d\")"},
+      {"mx_probe command_timeout not a string", kDns + "[mx_probe]\ncommand_timeout = 30\n",
+       "t.toml:4:19: mx_probe.command_timeout must be a duration string like \"5m\", not an integer"},
+      {"mx_raise_after zero", kDns + "[alerts]\nmx_raise_after = 0\n",
+       "t.toml:4:18: alerts.mx_raise_after must be between 1 and 1000000, not 0"},
+      {"mx_clear_after type", kDns + "[alerts]\nmx_clear_after = \"1\"\n",
+       "t.toml:4:18: alerts.mx_clear_after must be an integer, not a string"},
   };
   unsetenv("REPWATCH_TEST_UNSET");
   for (const ErrorCase& c : cases) {
@@ -324,6 +386,163 @@ clear_after = 5
   // family = "both" on an IPv4-only catalogue zone is allowed, with a warning.
   REQUIRE(c.warnings.size() == 1);
   CHECK_THAT(c.warnings[0].ToString(), Catch::StartsWith("t.toml:16:10: zone \"bl.spamcop.net\" serves ipv4 only"));
+}
+
+std::vector<std::string> CatalogueDomains() {
+  std::vector<std::string> out;
+  for (const Receiver& r : ReceiverCatalogue()) out.push_back(r.domain);
+  return out;
+}
+
+TEST_CASE("[mx_probe]: absent means off; present without domains probes the catalogue", "[config][mx]") {
+  const std::string range = "[[ranges]]\nname = \"a\"\ncidrs = [\"192.0.2.0/24\"]\n";
+  auto absent = ParseConfig(kDns + range, "t.toml");
+  REQUIRE(absent.ok());
+  const MxProbeConfig& off = absent.value().mx_probe;
+  CHECK_FALSE(off.enabled);
+  CHECK(off.domains.empty());
+  CHECK(off.port == 25);
+  CHECK(off.mail_from.empty());
+  CHECK(off.rcpt_to.empty());
+  CHECK(off.starttls);
+  CHECK(off.min_interval == seconds(6 * 3600));
+  CHECK(off.max_rate == 1);
+  CHECK(off.max_parallel == 4);
+  CHECK(off.connect_timeout == milliseconds(10000));
+  CHECK(off.banner_timeout == milliseconds(60000));
+  CHECK(off.command_timeout == milliseconds(30000));
+  CHECK(absent.value().alerts.mx_raise_after == 1);
+  CHECK(absent.value().alerts.mx_clear_after == 1);
+  CHECK(absent.value().ranges.at(0).mx_probe);
+
+  auto bare = ParseConfig(kDns + range + "[mx_probe]\n", "t.toml");
+  REQUIRE(bare.ok());
+  const MxProbeConfig& on = bare.value().mx_probe;
+  CHECK(on.enabled);
+  REQUIRE(CatalogueDomains().size() == 13);
+  CHECK(on.domains == CatalogueDomains());
+  CHECK(on.domains.front() == "gmail.com");
+  CHECK(on.port == 25);
+  CHECK(on.mail_from.empty());
+  CHECK(on.rcpt_to.empty());
+  CHECK(on.starttls);
+  CHECK(on.min_interval == seconds(6 * 3600));
+  CHECK(on.max_rate == 1);
+  CHECK(on.max_parallel == 4);
+  CHECK(bare.value().warnings.empty());
+
+  auto disabled = ParseConfig(kDns + "[mx_probe]\nenabled = false\ndomains = [\"mx.partner.example\"]\n", "t.toml");
+  REQUIRE(disabled.ok());
+  CHECK_FALSE(disabled.value().mx_probe.enabled);
+  CHECK(disabled.value().mx_probe.domains == std::vector<std::string>{"mx.partner.example"});
+}
+
+TEST_CASE("[mx_probe] domains: \"catalogue\" expands in place, its entries are probed once", "[config][mx]") {
+  auto domains = [](const std::string& list) {
+    auto cfg = ParseConfig(kDns + "[mx_probe]\ndomains = " + list + "\n", "t.toml");
+    INFO(list << "\n" << (cfg.ok() ? std::string() : cfg.error()));
+    REQUIRE(cfg.ok());
+    CHECK(cfg.value().warnings.empty());
+    return cfg.value().mx_probe.domains;
+  };
+  const std::vector<std::string> catalogue = CatalogueDomains();
+  REQUIRE(catalogue.size() == 13);
+
+  CHECK(domains(R"(["catalogue"])") == catalogue);
+  CHECK(domains(R"(["Mx.Partner.Example"])") == std::vector<std::string>{"mx.partner.example"});
+
+  // In place: what comes before stays before, what comes after stays after.
+  std::vector<std::string> want = {"mx.partner.example"};
+  want.insert(want.end(), catalogue.begin(), catalogue.end());
+  want.push_back("mx.other.example");
+  CHECK(domains(R"(["mx.partner.example", "catalogue", "mx.other.example"])") == want);
+
+  // A catalogue entry written out as well: no error, probed once, where it first appears.
+  CHECK(domains(R"(["catalogue", "outlook.com", "mx.partner.example"])") ==
+        [&] {
+          std::vector<std::string> w = catalogue;
+          w.push_back("mx.partner.example");
+          return w;
+        }());
+  std::vector<std::string> yahoo_first = {"yahoo.com"};
+  for (const std::string& d : catalogue)
+    if (d != "yahoo.com") yahoo_first.push_back(d);
+  CHECK(domains(R"(["Yahoo.com", "catalogue"])") == yahoo_first);
+
+  // The token twice (any case) is still one catalogue.
+  CHECK(domains(R"(["catalogue", "CATALOGUE"])") == catalogue);
+}
+
+TEST_CASE("every [mx_probe] key is read", "[config][mx]") {
+  const std::string toml = kDns + R"([[ranges]]
+name = "acme"
+cidrs = ["198.51.100.0/28"]
+[[ranges]]
+name = "elsewhere"
+cidrs = ["203.0.113.0/28"]
+mx_probe = false
+[mx_probe]
+enabled = true
+domains = ["Mx.Partner.example", "gmail.com"]
+port = 2525
+mail_from = "probe@acme.example"
+rcpt_to = "postmaster@{domain}"
+starttls = false
+min_interval = "2h30m"
+max_rate = 0.5
+max_parallel = 16
+connect_timeout = "1500ms"
+banner_timeout = "2m"
+command_timeout = "1s250ms"
+[alerts]
+mx_raise_after = 2
+mx_clear_after = 3
+)";
+  auto cfg = ParseConfig(toml, "t.toml");
+  INFO((cfg.ok() ? std::string() : cfg.error()));
+  REQUIRE(cfg.ok());
+  const Config& c = cfg.value();
+  const MxProbeConfig& m = c.mx_probe;
+  CHECK(m.enabled);
+  CHECK(m.domains == std::vector<std::string>{"mx.partner.example", "gmail.com"});
+  CHECK(m.port == 2525);
+  CHECK(m.mail_from == "probe@acme.example");
+  CHECK(m.rcpt_to == "postmaster@{domain}");  // expanded per session, not here
+  CHECK_FALSE(m.starttls);
+  CHECK(m.min_interval == seconds(9000));
+  CHECK(m.max_rate == 0.5);
+  CHECK(m.max_parallel == 16);
+  CHECK(m.connect_timeout == milliseconds(1500));
+  CHECK(m.banner_timeout == milliseconds(120000));
+  CHECK(m.command_timeout == milliseconds(1250));
+  REQUIRE(c.ranges.size() == 2);
+  CHECK(c.ranges[0].mx_probe);
+  CHECK_FALSE(c.ranges[1].mx_probe);
+  CHECK(c.alerts.mx_raise_after == 2);
+  CHECK(c.alerts.mx_clear_after == 3);
+  CHECK(c.alerts.raise_after == 2);  // the other streams keep theirs
+  CHECK(c.alerts.clear_after == 2);
+  CHECK(c.warnings.empty());
+}
+
+TEST_CASE("[mx_probe]: every error at once, exactly, in file order", "[config][mx]") {
+  const std::string toml = kDns + R"([mx_probe]
+domains = ["catalogue", "acme..example", "mx.partner.example", "mx.partner.example"]
+port = 70000
+rcpt_to = "postmaster@{domain}"
+max_rate = 0
+probe_from = "192.0.2.1"
+)";
+  CHECK(Errors(toml) ==
+        std::vector<std::string>{
+            "t.toml:4:25: mx_probe.domains: \"acme..example\" is not a domain: empty label (\"..\" or a leading "
+            "dot) (\"catalogue\" stands for the built-in list of big receivers)",
+            "t.toml:4:64: mx_probe.domains: \"mx.partner.example\" is listed twice",
+            "t.toml:5:8: mx_probe.port 70000 is not a TCP port",
+            "t.toml:6:11: mx_probe.rcpt_to needs mail_from: RCPT TO only follows MAIL FROM",
+            "t.toml:7:12: mx_probe.max_rate must be above 0 (sessions started per second)",
+            "t.toml:8:1: unknown key 'probe_from' in [mx_probe]",
+        });
 }
 
 TEST_CASE("zones: catalogue entries, families and unknown zones", "[config]") {

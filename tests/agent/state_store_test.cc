@@ -10,6 +10,8 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 
 #include <catch2/catch.hpp>
 
@@ -286,6 +288,238 @@ TEST_CASE("StateStore keeps the FCrDNS and SPF sections; an error keeps the stor
   got = load();
   CHECK_FALSE(got.fcrdns);
   CHECK_FALSE(got.spf);
+}
+
+// One MX probe result with every field set; tls only when `tls_ok` is given.
+MxProbeResult Mx(const std::string& domain, SmtpClass cls, long long probed_at, std::optional<bool> tls_ok = {}) {
+  MxProbeResult m;
+  m.domain = domain;
+  m.host = "mx1." + domain;
+  m.address = "203.0.113.25";
+  m.stage = cls == SmtpClass::kError ? MxStage::kConnect : MxStage::kRcpt;
+  m.cls = cls;
+  if (cls != SmtpClass::kError) {
+    m.code = cls == SmtpClass::kOk ? 250 : 550;
+    m.enhanced = cls == SmtpClass::kOk ? "2.1.5" : "5.7.606";
+    m.text = cls == SmtpClass::kOk ? "Recipient OK" : "Access denied, banned sending IP [192.0.2.1]";
+  } else {
+    m.error = "connection refused";
+  }
+  if (cls == SmtpClass::kBlockedByList) m.zone = "zen.spamhaus.org";
+  if (cls == SmtpClass::kPolicyFailure) m.reason = "rdns";
+  if (tls_ok) {
+    MxTlsReport& t = m.tls.emplace();
+    t.ok = *tls_ok;
+    t.protocol = *tls_ok ? "TLSv1.3" : "";
+    t.name_match = *tls_ok;
+    t.peer_name = *tls_ok ? "mx1." + domain : "";
+    t.error = *tls_ok ? "" : "handshake: certificate verify failed";
+  }
+  m.probed_at = probed_at;
+  return m;
+}
+
+IpReport MxReport(const char* ip, std::vector<MxProbeResult> results) {
+  IpReport r;
+  r.ip = Ip(ip);
+  r.range = "acme-out";
+  r.mx = std::move(results);
+  return r;
+}
+
+void CheckSameMx(const MxProbeResult& got, const MxProbeResult& want) {
+  INFO("domain " << want.domain);
+  CHECK(got.domain == want.domain);
+  CHECK(got.host == want.host);
+  CHECK(got.address == want.address);
+  CHECK(got.stage == want.stage);
+  CHECK(got.code == want.code);
+  CHECK(got.enhanced == want.enhanced);
+  CHECK(got.cls == want.cls);
+  CHECK(got.zone == want.zone);
+  CHECK(got.reason == want.reason);
+  CHECK(got.text == want.text);
+  CHECK(got.error == want.error);
+  REQUIRE(got.tls.has_value() == want.tls.has_value());
+  if (want.tls) {
+    CHECK(got.tls->ok == want.tls->ok);
+    CHECK(got.tls->protocol == want.tls->protocol);
+    CHECK(got.tls->name_match == want.tls->name_match);
+    CHECK(got.tls->peer_name == want.tls->peer_name);
+    CHECK(got.tls->error == want.tls->error);
+  }
+  CHECK(got.probed_at == want.probed_at);
+}
+
+TEST_CASE("StateStore keeps MX results: StoredMx and LoadIp give back every field, never `reused`",
+          "[state][mx]") {
+  TempDir tmp;
+  MxProbeResult blocked = Mx("outlook.com", SmtpClass::kReputationBlock, 1'790'000'000, true);
+  blocked.tls->name_match = false;  // a certificate for another name: kept as such
+  blocked.tls->peer_name = "*.olc.protection.outlook.com";
+  MxProbeResult listed = Mx("gmx.net", SmtpClass::kBlockedByList, 1'790'000'100, false);
+  MxProbeResult ok = Mx("gmail.com", SmtpClass::kOk, 1'789'990'000);
+  ok.reused = true;  // reported again this cycle: a property of the cycle, not of the result
+  {
+    auto store = OpenStore(tmp.sub("s"));
+    CHECK(store->StoredMx(Ip("192.0.2.1")).value().empty());
+    RunCycle(*store, 1'790'000'200, {MxReport("192.0.2.1", {blocked, listed, ok})});
+  }
+  auto store = OpenStore(tmp.sub("s"));  // across a restart
+  auto stored = store->StoredMx(Ip("192.0.2.1"));
+  INFO((stored.ok() ? std::string() : stored.error()));
+  REQUIRE(stored.ok());
+  REQUIRE(stored.value().size() == 3);
+  CheckSameMx(stored.value()[0], blocked);
+  CheckSameMx(stored.value()[1], listed);
+  CheckSameMx(stored.value()[2], ok);
+  for (const MxProbeResult& m : stored.value()) CHECK_FALSE(m.reused);
+  CHECK(CountRows(tmp.sub("s"), "SELECT count(*) FROM ips WHERE mx IS NOT NULL") == 1);
+  CHECK(CountRows(tmp.sub("s"), "SELECT count(*) FROM ips WHERE mx LIKE '%reused%'") == 0);
+  CHECK(CountRows(tmp.sub("s"), "SELECT count(*) FROM ips WHERE fcrdns IS NULL AND spf IS NULL") == 1);
+
+  auto ip = store->LoadIp(Ip("192.0.2.1"), {}).value();
+  REQUIRE(ip);
+  CHECK(ip->range == "acme-out");
+  CHECK_FALSE(ip->fcrdns);
+  CHECK_FALSE(ip->spf);
+  REQUIRE(ip->mx);
+  REQUIRE(ip->mx->size() == 3);
+  CheckSameMx((*ip->mx)[0], blocked);
+  CheckSameMx((*ip->mx)[1], listed);
+  CheckSameMx((*ip->mx)[2], ok);
+  CHECK_FALSE((*ip->mx)[2].reused);
+
+  // Unknown addresses and addresses never probed have none.
+  CHECK(store->StoredMx(Ip("192.0.2.2")).value().empty());
+  RunCycle(*store, 1'790'003'800, {Report("192.0.2.3", {Clean("zen.example")})});
+  CHECK(store->StoredMx(Ip("192.0.2.3")).value().empty());
+  CHECK_FALSE(store->LoadIp(Ip("192.0.2.3"), {}).value().value().mx);
+
+  // A report without the section (the check turned off) stores none.
+  RunCycle(*store, 1'790'007'400, {Report("192.0.2.1", {})});
+  CHECK(store->StoredMx(Ip("192.0.2.1")).value().empty());
+  CHECK_FALSE(store->LoadIp(Ip("192.0.2.1"), {}).value().value().mx);
+}
+
+TEST_CASE("StateStore::ForEachCheckedIp includes addresses that only have MX results", "[state][mx]") {
+  TempDir tmp;
+  auto store = OpenStore(tmp.sub("s"));
+  RunCycle(*store, 1000,
+           {MxReport("192.0.2.9", {Mx("gmail.com", SmtpClass::kRateLimit, 990)}),
+            Report("192.0.2.10", {Clean("zen.example")}),  // DNSBL only: not a checked address
+            CheckedReport("192.0.2.1", FcrdnsResult::kPass, "pass")});
+  std::vector<IpReport> seen;
+  REQUIRE(store->ForEachCheckedIp([&](IpReport&& r) { seen.push_back(std::move(r)); }).ok());
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].ip.ToString() == "192.0.2.1");
+  CHECK(seen[0].fcrdns);
+  CHECK_FALSE(seen[0].mx);
+  CHECK(seen[1].ip.ToString() == "192.0.2.9");
+  CHECK(seen[1].range == "acme-out");
+  CHECK_FALSE(seen[1].fcrdns);
+  CHECK_FALSE(seen[1].spf);
+  CHECK_FALSE(seen[1].dnsbl);
+  REQUIRE(seen[1].mx);
+  REQUIRE(seen[1].mx->size() == 1);
+  CheckSameMx((*seen[1].mx)[0], Mx("gmail.com", SmtpClass::kRateLimit, 990));
+}
+
+TEST_CASE("StateStore::StoredProblem of an MX domain: problem classes only", "[state][mx]") {
+  TempDir tmp;
+  auto store = OpenStore(tmp.sub("s"));
+  RunCycle(*store, 1000,
+           {MxReport("192.0.2.1", {Mx("rep.example", SmtpClass::kReputationBlock, 1000),
+                                   Mx("list.example", SmtpClass::kBlockedByList, 1000),
+                                   Mx("rate.example", SmtpClass::kRateLimit, 1000),
+                                   Mx("policy.example", SmtpClass::kPolicyFailure, 1000),
+                                   Mx("ok.example", SmtpClass::kOk, 1000),
+                                   Mx("grey.example", SmtpClass::kGreylist, 1000),
+                                   Mx("other.example", SmtpClass::kOther, 1000),
+                                   Mx("error.example", SmtpClass::kError, 1000)})});
+  REQUIRE(store->BeginCycle(2000).ok());
+  auto problem = [&](const std::string& ip, const std::string& check, const std::string& subject) {
+    auto r = store->StoredProblem(ip, check, subject);
+    INFO((r.ok() ? std::string() : r.error()));
+    REQUIRE(r.ok());
+    return r.value();
+  };
+  CHECK(problem("192.0.2.1", "mx", "rep.example"));
+  CHECK(problem("192.0.2.1", "mx", "list.example"));
+  CHECK(problem("192.0.2.1", "mx", "rate.example"));
+  CHECK(problem("192.0.2.1", "mx", "policy.example"));
+  CHECK_FALSE(problem("192.0.2.1", "mx", "ok.example"));
+  CHECK_FALSE(problem("192.0.2.1", "mx", "grey.example"));
+  CHECK_FALSE(problem("192.0.2.1", "mx", "other.example"));
+  CHECK_FALSE(problem("192.0.2.1", "mx", "error.example"));
+  CHECK_FALSE(problem("192.0.2.1", "mx", "unknown.example"));
+  CHECK_FALSE(problem("192.0.2.2", "mx", "rep.example"));
+  CHECK_FALSE(problem("192.0.2.1", "spf", "rep.example"));  // the mx column is not the spf column
+  REQUIRE(store->AbortCycle().ok());
+}
+
+TEST_CASE("StateStore: an MX result without a reply keeps the stored one that had a reply", "[state][mx]") {
+  TempDir tmp;
+  auto store = OpenStore(tmp.sub("s"));
+  auto stored = [&] {
+    auto r = store->StoredMx(Ip("192.0.2.1"));
+    REQUIRE(r.ok());
+    std::map<std::string, MxProbeResult> by_domain;
+    for (MxProbeResult& m : r.value()) by_domain[m.domain] = std::move(m);
+    return by_domain;
+  };
+  const MxProbeResult rep = Mx("rep.example", SmtpClass::kReputationBlock, 1000, true);
+  const MxProbeResult ok = Mx("ok.example", SmtpClass::kOk, 1000, true);
+  const MxProbeResult grey = Mx("grey.example", SmtpClass::kGreylist, 1000);
+  const MxProbeResult other = Mx("other.example", SmtpClass::kOther, 1000);
+  const MxProbeResult failed = Mx("failed.example", SmtpClass::kError, 1000);
+  RunCycle(*store, 1000, {MxReport("192.0.2.1", {rep, ok, grey, other, failed})});
+
+  // Every session fails this time (or answers `other`): what had a reply stays, with its probed_at.
+  MxProbeResult refused = Mx("rep.example", SmtpClass::kError, 2000);
+  MxProbeResult unknown_user = Mx("ok.example", SmtpClass::kOther, 2000);
+  unknown_user.code = 550;
+  unknown_user.enhanced = "5.1.1";
+  unknown_user.text = "user unknown";
+  MxProbeResult timeout = Mx("grey.example", SmtpClass::kError, 2000);
+  timeout.stage = MxStage::kBanner;
+  timeout.error = "banner timeout";
+  MxProbeResult failed_again = Mx("failed.example", SmtpClass::kError, 2000);
+  failed_again.error = "no route to host";
+  const MxProbeResult new_failed = Mx("new.example", SmtpClass::kError, 2000);
+  RunCycle(*store, 2000,
+           {MxReport("192.0.2.1", {refused, unknown_user, timeout, Mx("other.example", SmtpClass::kError, 2000),
+                                   failed_again, new_failed})});
+  auto got = stored();
+  REQUIRE(got.size() == 6);
+  CheckSameMx(got.at("rep.example"), rep);
+  CheckSameMx(got.at("ok.example"), ok);
+  CheckSameMx(got.at("grey.example"), grey);
+  CheckSameMx(got.at("other.example"), other);
+  CheckSameMx(got.at("failed.example"), failed_again);  // nothing with a reply to keep: the new error
+  CheckSameMx(got.at("new.example"), new_failed);
+  REQUIRE(store->BeginCycle(2500).ok());
+  CHECK(store->StoredProblem("192.0.2.1", "mx", "rep.example").value());
+  REQUIRE(store->AbortCycle().ok());
+
+  // A fresh answer replaces whatever was stored, problem or not.
+  const MxProbeResult rep_ok = Mx("rep.example", SmtpClass::kOk, 3000, false);
+  MxProbeResult ok_rate = Mx("ok.example", SmtpClass::kRateLimit, 3000);
+  ok_rate.code = 421;
+  ok_rate.enhanced = "4.7.0";
+  const MxProbeResult grey_again = Mx("grey.example", SmtpClass::kGreylist, 3000);
+  const MxProbeResult failed_ok = Mx("failed.example", SmtpClass::kOk, 3000);
+  RunCycle(*store, 3000, {MxReport("192.0.2.1", {rep_ok, ok_rate, grey_again, failed_ok})});
+  got = stored();
+  REQUIRE(got.size() == 4);
+  CheckSameMx(got.at("rep.example"), rep_ok);
+  CheckSameMx(got.at("ok.example"), ok_rate);
+  CheckSameMx(got.at("grey.example"), grey_again);
+  CheckSameMx(got.at("failed.example"), failed_ok);
+  REQUIRE(store->BeginCycle(3500).ok());
+  CHECK_FALSE(store->StoredProblem("192.0.2.1", "mx", "rep.example").value());
+  CHECK(store->StoredProblem("192.0.2.1", "mx", "ok.example").value());
+  REQUIRE(store->AbortCycle().ok());
 }
 
 TEST_CASE("StateStore: an aborted cycle leaves the previous state", "[state]") {

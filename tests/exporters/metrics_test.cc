@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <sstream>
@@ -353,6 +354,166 @@ TEST_CASE("MetricsExporter: FCrDNS and SPF series only for problems, counts per 
   const std::string after = Serialize(exporter);
   CHECK(Series(after, "repwatch_fcrdns_failing") ==
         Lines{R"(repwatch_fcrdns_failing{ip="192.0.2.2",range="acme",result="no_ptr"} 1)"});
+}
+
+}  // namespace
+}  // namespace repwatch
+
+namespace repwatch {
+namespace {
+
+MxProbeResult MxAnswer(const std::string& domain, SmtpClass cls, MxStage stage, int code, const std::string& enhanced) {
+  MxProbeResult m;
+  m.domain = domain;
+  m.host = "mx1." + domain;
+  m.address = "203.0.113.25";
+  m.cls = cls;
+  m.stage = stage;
+  m.code = code;
+  m.enhanced = enhanced;
+  m.probed_at = 1'700'000'000;
+  return m;
+}
+
+MxTlsReport Tls(bool ok, bool name_match) {
+  MxTlsReport t;
+  t.ok = ok;
+  t.protocol = ok ? "TLSv1.3" : "";
+  t.name_match = name_match;
+  t.error = ok ? "" : "handshake: wrong version number";
+  return t;
+}
+
+IpReport WithMx(const char* ip, std::vector<MxProbeResult> results) {
+  IpReport r;
+  r.ip = IpAddress::Parse(ip).value();
+  r.range = "acme";
+  r.mx = std::move(results);
+  return r;
+}
+
+Config MxConfig() {
+  Config config = TestConfig();
+  config.dnsbl.clear();
+  config.mx_probe.enabled = true;
+  config.mx_probe.domains = {"gmail.com", "outlook.com"};
+  config.ranges[1].mx_probe = false;  // v6pool lives on another host
+  return config;
+}
+
+// Three addresses, each with one result per receiver domain.
+std::vector<IpReport> MxReports() {
+  MxProbeResult gmail_ok = MxAnswer("gmail.com", SmtpClass::kOk, MxStage::kRcpt, 250, "2.1.5");
+  gmail_ok.tls = Tls(true, true);
+  MxProbeResult outlook_blocked = MxAnswer("outlook.com", SmtpClass::kReputationBlock, MxStage::kRcpt, 550, "5.7.606");
+  outlook_blocked.tls = Tls(true, false);
+  MxProbeResult gmail_listed = MxAnswer("gmail.com", SmtpClass::kBlockedByList, MxStage::kBanner, 554, "");
+  gmail_listed.zone = "zen.spamhaus.org";  // no tls: STARTTLS not offered
+  MxProbeResult outlook_failed = MxAnswer("outlook.com", SmtpClass::kError, MxStage::kConnect, 0, "");
+  outlook_failed.error = "connection refused";
+  outlook_failed.tls = Tls(false, false);  // a session without a reply says nothing about TLS
+  MxProbeResult gmail_grey = MxAnswer("gmail.com", SmtpClass::kGreylist, MxStage::kRcpt, 451, "4.7.1");
+  gmail_grey.tls = Tls(false, false);
+  MxProbeResult outlook_other = MxAnswer("outlook.com", SmtpClass::kOther, MxStage::kRcpt, 550, "5.1.1");
+  outlook_other.tls = Tls(true, true);
+  return {WithMx("192.0.2.0", {gmail_ok, outlook_blocked}), WithMx("192.0.2.1", {gmail_listed, outlook_failed}),
+          WithMx("192.0.2.2", {gmail_grey, outlook_other})};
+}
+
+Lines Sorted(Lines lines) {
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+TEST_CASE("MetricsExporter: MX series for every answer but ok, counts per class and STARTTLS outcome",
+          "[metrics][mx]") {
+  SnapshotBuilder b(MxConfig());
+  for (const IpReport& r : MxReports()) b.Add(r);
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  exporter.Publish(b.Finish(1, 1700000000));
+  const std::string text = Serialize(exporter);
+  INFO(text);
+
+  CHECK(Sorted(Series(text, "repwatch_mx_not_ok")) ==
+        Sorted(Lines{
+            R"(repwatch_mx_not_ok{class="reputation_block",code="550",domain="outlook.com",enhanced="5.7.606",ip="192.0.2.0",range="acme",stage="rcpt",zone=""} 1)",
+            R"(repwatch_mx_not_ok{class="blocked_by_list",code="554",domain="gmail.com",enhanced="",ip="192.0.2.1",range="acme",stage="banner",zone="zen.spamhaus.org"} 1)",
+            R"(repwatch_mx_not_ok{class="error",code="",domain="outlook.com",enhanced="",ip="192.0.2.1",range="acme",stage="connect",zone=""} 1)",
+            R"(repwatch_mx_not_ok{class="greylist",code="451",domain="gmail.com",enhanced="4.7.1",ip="192.0.2.2",range="acme",stage="rcpt",zone=""} 1)",
+            R"(repwatch_mx_not_ok{class="other",code="550",domain="outlook.com",enhanced="5.1.1",ip="192.0.2.2",range="acme",stage="rcpt",zone=""} 1)",
+        }));
+
+  // Every class of every (range, domain) probed, zeros included; v6pool has mx_probe = false.
+  Lines want_ips;
+  for (const char* domain : {"gmail.com", "outlook.com"})
+    for (const char* cls : {"ok", "blocked_by_list", "reputation_block", "rate_limit", "greylist", "policy_failure",
+                            "other", "error"}) {
+      const std::string d = domain, c = cls;
+      const bool one = (d == "gmail.com" && (c == "ok" || c == "blocked_by_list" || c == "greylist")) ||
+                       (d == "outlook.com" && (c == "reputation_block" || c == "error" || c == "other"));
+      want_ips.push_back("repwatch_mx_ips{class=\"" + c + "\",domain=\"" + d + "\",range=\"acme\"} " + (one ? "1" : "0"));
+    }
+  REQUIRE(want_ips.size() == 16);
+  CHECK(Sorted(Series(text, "repwatch_mx_ips")) == Sorted(want_ips));
+
+  CHECK(Sorted(Series(text, "repwatch_mx_tls_ips")) ==
+        Sorted(Lines{
+            R"(repwatch_mx_tls_ips{domain="gmail.com",range="acme",tls="ok"} 1)",
+            R"(repwatch_mx_tls_ips{domain="gmail.com",range="acme",tls="name_mismatch"} 0)",
+            R"(repwatch_mx_tls_ips{domain="gmail.com",range="acme",tls="failed"} 1)",
+            R"(repwatch_mx_tls_ips{domain="gmail.com",range="acme",tls="not_offered"} 1)",
+            R"(repwatch_mx_tls_ips{domain="outlook.com",range="acme",tls="ok"} 1)",
+            R"(repwatch_mx_tls_ips{domain="outlook.com",range="acme",tls="name_mismatch"} 1)",
+            R"(repwatch_mx_tls_ips{domain="outlook.com",range="acme",tls="failed"} 0)",
+            R"(repwatch_mx_tls_ips{domain="outlook.com",range="acme",tls="not_offered"} 0)",
+        }));
+  CHECK(text.find("v6pool\",tls=") == std::string::npos);
+}
+
+TEST_CASE("SnapshotBuilder: MX counts are seeded only when the probe runs", "[metrics][mx]") {
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  exporter.Publish(SnapshotBuilder(MxConfig()).Finish(1, 1700000000));
+  const std::string text = Serialize(exporter);
+  INFO(text);
+  CHECK(Series(text, "repwatch_mx_not_ok").empty());
+  const Lines ips = Series(text, "repwatch_mx_ips");
+  CHECK(ips.size() == 16);
+  CHECK(std::count(ips.begin(), ips.end(), R"(repwatch_mx_ips{class="rate_limit",domain="outlook.com",range="acme"} 0)") ==
+        1);
+  for (const std::string& line : ips) CHECK_THAT(line, Catch::Contains("range=\"acme\"") && Catch::EndsWith("} 0"));
+  CHECK(Series(text, "repwatch_mx_tls_ips").size() == 8);
+
+  Config off = MxConfig();
+  off.mx_probe.enabled = false;
+  exporter.Publish(SnapshotBuilder(off).Finish(1, 1700000000));
+  const std::string none = Serialize(exporter);
+  CHECK(Series(none, "repwatch_mx_ips").empty());
+  CHECK(Series(none, "repwatch_mx_tls_ips").empty());
+}
+
+TEST_CASE("SnapshotBuilder::AddStored brings the MX series back after a restart", "[metrics][mx]") {
+  SnapshotBuilder restored(MxConfig());
+  const std::vector<IpReport> reports = MxReports();
+  restored.AddStored(reports[0]);
+  IpReport moved = reports[1];
+  moved.ip = IpAddress::Parse("198.51.100.1").value();  // left its range: skipped
+  restored.AddStored(moved);
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  exporter.Publish(restored.FinishRestored(1700000000));
+  const std::string text = Serialize(exporter);
+  INFO(text);
+  CHECK(Series(text, "repwatch_mx_not_ok") ==
+        Lines{R"(repwatch_mx_not_ok{class="reputation_block",code="550",domain="outlook.com",enhanced="5.7.606",ip="192.0.2.0",range="acme",stage="rcpt",zone=""} 1)"});
+  const Lines ips = Series(text, "repwatch_mx_ips");
+  CHECK(std::count(ips.begin(), ips.end(), R"(repwatch_mx_ips{class="ok",domain="gmail.com",range="acme"} 1)") == 1);
+  CHECK(std::count(ips.begin(), ips.end(),
+                   R"(repwatch_mx_ips{class="reputation_block",domain="outlook.com",range="acme"} 1)") == 1);
+  CHECK(std::count(ips.begin(), ips.end(), R"(repwatch_mx_ips{class="error",domain="outlook.com",range="acme"} 0)") ==
+        1);
+  CHECK(Series(text, "repwatch_targets").empty());
 }
 
 }  // namespace
