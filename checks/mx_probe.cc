@@ -330,7 +330,9 @@ void MxProbeCheck::StartDomain(const std::shared_ptr<IpState>& state, size_t ind
   std::optional<MxProbeResult> previous;
   for (const MxProbeResult& h : state->history)
     if (h.domain == domain) previous = h;
-  if (previous && now - previous->probed_at < config_.min_interval.count() && now >= previous->probed_at) {
+  // A session that got no reply (class error) is no contact to space out: retried next cycle.
+  if (previous && previous->cls != SmtpClass::kError && now - previous->probed_at < config_.min_interval.count() &&
+      now >= previous->probed_at) {
     previous->reused = true;
     return finish(std::move(*previous));
   }

@@ -6,8 +6,9 @@
 // Politeness:
 //  - at most one session at a time per destination address;
 //  - at most [mx_probe] max_rate sessions started per second, max_parallel at once;
-//  - per (source IP, receiver domain) no new session within min_interval: the last
-//    result (from MxHistory) is reported again, marked `reused`;
+//  - per (source IP, receiver domain) no new session within min_interval of the last
+//    one that got a reply: that result (from MxHistory) is reported again, marked
+//    `reused`; a session that got no reply (class error) is retried next cycle;
 //  - a deadline on every step (connect, banner, each reply, the TLS handshake).
 //
 // Sessions block, so they run on the check's own worker threads; results come back

@@ -524,8 +524,12 @@ TEST_CASE("mx check: min_interval reuses the last result instead of probing", "[
   old.domain = "b.test";
   old.probed_at = now - 7 * 3600;  // due again
   history.results["192.0.2.10"] = {recent, old};
-  auto reports = lab.Run(&history, {"192.0.2.10"});
-  REQUIRE(reports.size() == 1);
+  MxProbeResult failed = recent;  // no reply 1h ago: retried at once
+  failed.cls = SmtpClass::kError;
+  failed.code = 0;
+  history.results["192.0.2.11"] = {failed};
+  auto reports = lab.Run(&history, {"192.0.2.10/31"});
+  REQUIRE(reports.size() == 2);
   const auto& mx = *reports[0].mx;
   CHECK(mx[0].reused);
   CHECK(mx[0].cls == SmtpClass::kRateLimit);
@@ -533,9 +537,12 @@ TEST_CASE("mx check: min_interval reuses the last result instead of probing", "[
   CHECK_FALSE(mx[1].reused);
   CHECK(mx[1].cls == SmtpClass::kOk);
   CHECK(mx[1].probed_at == now);
-  CHECK(Sent(lab.dialer.journal, "198.51.100.1").empty());  // a.test not contacted
+  CHECK_FALSE((*reports[1].mx)[0].reused);
+  CHECK((*reports[1].mx)[0].cls == SmtpClass::kOk);
+  // a.test was contacted only from .11, whose last session got no reply.
+  CHECK(Sent(lab.dialer.journal, "198.51.100.1").size() == 4);
   CHECK_FALSE(Sent(lab.dialer.journal, "198.51.100.3").empty());
-  CHECK(history.asked == 1);
+  CHECK(history.asked == 2);
 }
 
 TEST_CASE("mx check: HELO from the PTR name, an address literal without one; ranges can opt out", "[mx_probe]") {
