@@ -684,9 +684,11 @@ void Loader::MxProbe(const toml::table& root) {
   if (auto n = Typed(*t, "starttls", "mx_probe.starttls", toml::node_type::boolean, "true or false"))
     m.starttls = n->as_boolean()->get();
   Duration(*t, "min_interval", "mx_probe.min_interval", seconds(60), "1m", m.min_interval);
-  Number(*t, "max_rate", "mx_probe.max_rate", m.max_rate);
-  if (t->get("max_rate") && m.max_rate == 0)
-    Error(t->get("max_rate")->source(), "mx_probe.max_rate must be above 0 (sessions started per second)");
+  if (const toml::node* n = t->get("max_rate"); n && n->is_number() &&
+      !((n->is_integer() ? static_cast<double>(n->as_integer()->get()) : n->as_floating_point()->get()) > 0))
+    Error(n->source(), "mx_probe.max_rate must be above 0 (sessions started per second)");
+  else
+    Number(*t, "max_rate", "mx_probe.max_rate", m.max_rate);
   Int(*t, "max_parallel", "mx_probe.max_parallel", 1, m.max_parallel);
   if (m.max_parallel > 256) Error(t->get("max_parallel")->source(), "mx_probe.max_parallel must be at most 256");
   Duration(*t, "connect_timeout", "mx_probe.connect_timeout", milliseconds(100), "100ms", m.connect_timeout);

@@ -579,9 +579,9 @@ Status StateStore::Impl::RecordIpLocked(const IpReport& report, long long now) {
 
 // The fcrdns, spf and mx columns for a report. A section that ended in error keeps
 // the stored problem it would otherwise overwrite: an error never clears. An MX
-// result that ended in error keeps any stored result that got a reply (ok or not):
-// its probed_at is what min_interval counts from, and a failed session says nothing
-// about the receiver's opinion.
+// session that got no reply (class error) keeps any stored result that got one (ok
+// or not): a failed session says nothing about the receiver's opinion. Any reply,
+// `other` included, is stored: its probed_at is what min_interval counts from.
 Result<Sections> StateStore::Impl::CheckSections(const std::string& ip, const IpReport& report) {
   std::optional<FcrdnsReport> fcrdns = report.fcrdns;
   std::optional<std::vector<SpfDomainResult>> spf = report.spf;
@@ -591,7 +591,7 @@ Result<Sections> StateStore::Impl::CheckSections(const std::string& ip, const Ip
                            return r.verdict() == Verdict::kError;
                          });
   const bool mx_error = mx && std::any_of(mx->begin(), mx->end(), [](const MxProbeResult& r) {
-                          return r.verdict() == Verdict::kError;
+                          return r.cls == SmtpClass::kError;
                         });
   if (fcrdns_error || spf_error || mx_error) {
     Stmt& read = (*writer)["read checks"];
@@ -612,7 +612,7 @@ Result<Sections> StateStore::Impl::CheckSections(const std::string& ip, const Ip
         if (auto old = MxFromJson(nlohmann::json::parse(read.Text(2), nullptr, false)))
           for (MxProbeResult& r : *mx)
             for (const MxProbeResult& o : *old)
-              if (r.verdict() == Verdict::kError && o.domain == r.domain && o.cls != SmtpClass::kError) r = o;
+              if (r.cls == SmtpClass::kError && o.domain == r.domain && o.cls != SmtpClass::kError) r = o;
       read.Reset();
     }
   }

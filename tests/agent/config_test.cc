@@ -228,6 +228,8 @@ TEST_CASE("every config error has file:line:col and a clear message", "[config]"
        "t.toml:4:12: mx_probe.max_rate must be above 0 (sessions started per second)"},
       {"mx_probe max_rate type", kDns + "[mx_probe]\nmax_rate = \"fast\"\n",
        "t.toml:4:12: mx_probe.max_rate must be a number, not a string"},
+      {"mx_probe max_rate negative", kDns + "[mx_probe]\nmax_rate = -1\n",
+       "t.toml:4:12: mx_probe.max_rate must be above 0 (sessions started per second)"},
       {"mx_probe max_parallel zero", kDns + "[mx_probe]\nmax_parallel = 0\n",
        "t.toml:4:16: mx_probe.max_parallel must be between 1 and 1000000, not 0"},
       {"mx_probe max_parallel too many", kDns + "[mx_probe]\nmax_parallel = 257\n",

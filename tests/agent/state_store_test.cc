@@ -475,7 +475,8 @@ TEST_CASE("StateStore: an MX result without a reply keeps the stored one that ha
   const MxProbeResult failed = Mx("failed.example", SmtpClass::kError, 1000);
   RunCycle(*store, 1000, {MxReport("192.0.2.1", {rep, ok, grey, other, failed})});
 
-  // Every session fails this time (or answers `other`): what had a reply stays, with its probed_at.
+  // Every session fails this time: what had a reply stays, with its probed_at. An
+  // `other` reply is a reply: stored, so min_interval counts from it.
   MxProbeResult refused = Mx("rep.example", SmtpClass::kError, 2000);
   MxProbeResult unknown_user = Mx("ok.example", SmtpClass::kOther, 2000);
   unknown_user.code = 550;
@@ -493,7 +494,7 @@ TEST_CASE("StateStore: an MX result without a reply keeps the stored one that ha
   auto got = stored();
   REQUIRE(got.size() == 6);
   CheckSameMx(got.at("rep.example"), rep);
-  CheckSameMx(got.at("ok.example"), ok);
+  CheckSameMx(got.at("ok.example"), unknown_user);
   CheckSameMx(got.at("grey.example"), grey);
   CheckSameMx(got.at("other.example"), other);
   CheckSameMx(got.at("failed.example"), failed_again);  // nothing with a reply to keep: the new error
