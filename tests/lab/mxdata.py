@@ -16,7 +16,7 @@ expected result with their own small copy of the reply classification rules
 so, from every source address, so an expectation cannot drift from what the
 lab serves.
 
-  mxdata.py fixture DIR --dns ADDR:PORT --state-dir D [--maillog FILE]
+  mxdata.py fixture DIR --dns ADDR:PORT --state-dir D [--maillog FILE] [--exact-ranges]
   mxdata.py targets DIR                          # `repwatch check` targets, one per line
   mxdata.py serve-silent ADDR:PORT [--log F] [--ready-file F]   # accepts, never greets
   mxdata.py serve-tarpit ADDR:PORT [--log F] [--ready-file F]   # slow multi-line banner, then 250s
@@ -24,8 +24,18 @@ lab serves.
   mxdata.py verify-lab DIR                       # SMTP from every source to every receiver
   mxdata.py expected DIR                         # the expectations, readable
   mxdata.py verify-check DIR < check.jsonl       # `repwatch check --json` output
-  mxdata.py verify-sessions DIR [--postfix-from N] [--tarpit-from N] [--silent-from N]
-                                                 # the servers' logs of the probe's sessions
+  mxdata.py verify-sessions DIR [--postfix-from N] [--tarpit-from N] [--silent-from N] [--retried]
+                                                 # the servers' logs of the probe's sessions (--retried:
+                                                 # only those of results in error, as a daemon within
+                                                 # [mx_probe] min_interval opens)
+  mxdata.py expected DIR --json                  # the expectations, one JSON line per (source, domain)
+  mxdata.py set-access DIR IP RESULT             # rewrites IP's line of Postfix's client access table
+  mxdata.py verify-stored DIR (--db F | --api URL) --probed-from T --probed-to T [--reused-from F] [--save F]
+                                                 # the daemon's stored results (sqlite, read only, or
+                                                 # GET /api/v1/ips/IP) and when they were probed
+  mxdata.py verify-webhooks DIR LOG [--from-line N] [--before F] [--expect-some]
+                                                 # the mx.* items a standard webhook sink received
+  mxdata.py verify-metrics DIR < metrics.txt     # the repwatch_mx_* families of /metrics
 
 Every server listens on port 25 of its own 127.0.0.x address (the probe's default
 port); the lab namespace is ours, so Postfix's addresses are added to lo
@@ -34,6 +44,7 @@ port); the lab namespace is ours, so Postfix's addresses are added to lo
 
 import argparse
 import concurrent.futures
+import datetime
 import errno
 import grp
 import ipaddress
@@ -43,17 +54,21 @@ import pwd
 import re
 import smtplib
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
 import threading
 import time
 import tomllib
+import urllib.request
+from collections import Counter
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree (for the lab modules below)
 # The DNS lab's model of what unbound answers, and the DNSBL lab's bookkeeping.
-from dnsdata import Model, dig, parse_rdata
-from labzones import Problems
+from dnsdata import Model, dig, parse_rdata  # noqa: E402
+from labzones import Problems  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # The fixture description
@@ -303,9 +318,13 @@ def make_postfix(f, out, maillog):
         p.chmod(mode)
 
 
-def repwatch_toml(f, dns, state_dir):
+def repwatch_toml(f, dns, state_dir, exact_ranges=False):
+    """exact_ranges: the lab-out range lists each local source as a /32 instead of
+    SOURCE_CIDR, so that `repwatch run` (which checks every address of its ranges)
+    probes the fixture's sources only."""
     local = [ip for ip, *_ in f.sources if ip != NOT_LOCAL]
     assert all(ipaddress.ip_address(ip) in ipaddress.ip_network(SOURCE_CIDR) for ip in local)
+    cidrs = [f"{ip}/32" for ip in local] if exact_ranges else [SOURCE_CIDR]
     out = [
         "# Written by tests/lab/mxdata.py: the MX probe against the lab's receivers.",
         "[agent]",
@@ -321,7 +340,7 @@ def repwatch_toml(f, dns, state_dir):
         "",
         "[[ranges]]",
         'name = "lab-out"',
-        f"cidrs = [{toml_str(SOURCE_CIDR)}]",
+        "cidrs = [" + ", ".join(toml_str(c) for c in cidrs) + "]",
         f"helo = {toml_str(HELO)}",
         "",
         "[[ranges]]",
@@ -350,7 +369,7 @@ def cmd_fixture(args):
     maillog = str(Path(args.maillog).resolve()) if args.maillog else str(out / "maillog")
     (out / "unbound.conf").write_text(unbound_conf(f, args.dns, str(out)))
     make_postfix(f, out, maillog)
-    (out / "repwatch.toml").write_text(repwatch_toml(f, args.dns, args.state_dir))
+    (out / "repwatch.toml").write_text(repwatch_toml(f, args.dns, args.state_dir, args.exact_ranges))
     lab = {"dns": args.dns, "port": SMTP_PORT, "postfix_config": str(out / "postfix"), "maillog": maillog,
            "services": {a: s for a, s in f.services.items() if s != "postfix"},
            "targets": [ip for ip, *_ in f.sources], "classes": {ip: c for ip, _, c, _ in f.sources},
@@ -1043,6 +1062,11 @@ def cmd_verify_check(args):
 
 def cmd_expected(args):
     lab = Lab(args.dir)
+    if args.json:
+        for t in lab.targets:
+            for d in lab.domains:
+                print(json.dumps({"ip": str(t), "range": lab.range_of[t]["name"], **lab.expect(t, d)}))
+        return 0
     for t in lab.targets:
         print(f"{t} ({lab.range_of[t]['name']}): {lab.note(t)}")
         for d in lab.domains:
@@ -1102,13 +1126,18 @@ def counts(sessions):
             for k, by_src in sessions.items()}
 
 
-def wait_sessions(lab, offsets, want, timeout):
+def wait_sessions(lab, offsets, want, timeout, settle=0.0):
     """The servers log a session after it ends (postlogd asynchronously): wait
-    until the counts match `want` ({kind: {source: n}}) or `timeout` seconds pass."""
+    until the counts match `want` ({kind: {source: n}}) or `timeout` seconds pass.
+    With `settle`, counts that match are read again that many seconds later (a
+    session that must not exist may still be on its way to the log)."""
     deadline = time.monotonic() + timeout
     while True:
         got = read_sessions(lab, offsets)
         if counts(got) == want or time.monotonic() > deadline:
+            if settle > 0:
+                time.sleep(settle)
+                got = read_sessions(lab, offsets)
             return got
         time.sleep(0.1)
 
@@ -1152,13 +1181,17 @@ def session_problems(lab, sessions, want, who):
     return problems
 
 
-def probe_sessions(lab):
+def probe_sessions(lab, retried_only=False):
     """{kind: {source: n}}: the sessions the probe opens, one per domain that does
-    not end at connect, on the server that answers there."""
+    not end at connect, on the server that answers there. `retried_only`: only
+    those whose result is of class error: a daemon within [mx_probe] min_interval
+    reuses every result that got a reply and retries the others."""
     want = {k: {} for k in KINDS}
     for t in lab.targets:
         for d in lab.domains:
             e = lab.expect(t, d)
+            if retried_only and e["class"] != "error":
+                continue
             if e["stage"] != "connect":
                 kind = lab.service(e["address"])
                 want[kind][str(t)] = want[kind].get(str(t), 0) + 1
@@ -1168,8 +1201,8 @@ def probe_sessions(lab):
 def cmd_verify_sessions(args):
     lab = Lab(args.dir)
     offsets = {"postfix": args.postfix_from, "tarpit": args.tarpit_from, "silent": args.silent_from}
-    want = probe_sessions(lab)
-    sessions = wait_sessions(lab, offsets, want, args.wait)
+    want = probe_sessions(lab, args.retried)
+    sessions = wait_sessions(lab, offsets, want, args.wait, args.settle)
     problems = Problems()
     for p in session_problems(lab, sessions, want, "the probe"):
         problems.add(p)
@@ -1184,8 +1217,334 @@ def cmd_verify_sessions(args):
     rc = problems.finish("the servers' session logs")
     if rc == 0:
         n = {k: sum(v.values()) for k, v in want.items()}
-        print(f"  {n['postfix']} Postfix, {n['tarpit']} tarpit, {n['silent']} silent sessions: no DATA, "
-              "each ended with QUIT (or Postfix hung up after its 421)")
+        print(f"  {n['postfix']} Postfix, {n['tarpit']} tarpit, {n['silent']} silent sessions"
+              + (" (only the results in error were retried)" if args.retried else "")
+              + ": no DATA, each ended with QUIT (or Postfix hung up after its 421)")
+    return rc
+
+
+# ---------------------------------------------------------------------------
+# The daemon: stored results, webhook items, metrics
+
+PROBLEM_CLASSES = ("blocked_by_list", "reputation_block", "rate_limit", "policy_failure")
+OK_CLASSES = ("ok", "greylist")
+ALL_CLASSES = ("ok", "blocked_by_list", "reputation_block", "rate_limit", "greylist", "policy_failure", "other",
+               "error")
+TLS_OUTCOMES = ("ok", "name_mismatch", "failed", "not_offered")
+
+
+def verdict(cls):
+    """What an alert stream makes of a class: problem classes raise mx.rejected, ok
+    and greylist clear it, other and error (no verdict on the address) do neither."""
+    return "problem" if cls in PROBLEM_CLASSES else "ok" if cls in OK_CLASSES else "error"
+
+
+def unix_time(text):
+    """RFC 3339 UTC "2026-11-22T10:00:00Z" -> unix seconds; None for anything else."""
+    try:
+        t = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        return None
+    return int(t.replace(tzinfo=datetime.timezone.utc).timestamp())
+
+
+def iso(unix):
+    return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cmd_set_access(args):
+    """Rewrites IP's line of the client access table main.cf names (comments and
+    other lines kept); the caller reloads Postfix. verify-lab proves the result."""
+    lab = Lab(args.dir)
+    m = re.search(r"check_client_access\s+cidr:(\S+)", lab.postfix.params.get("smtpd_client_restrictions", ""))
+    if not m:
+        sys.exit("main.cf has no check_client_access cidr: table")
+    path = Path(expand(lab.postfix.params, m.group(1)))
+    ip = ipaddress.ip_address(args.ip)
+    net = ipaddress.ip_network(f"{ip}/{ip.max_prefixlen}")
+    lines, found = [], 0
+    for line in path.read_text().splitlines():
+        fields = line.split(None, 1)
+        if fields and not line.lstrip().startswith("#") and ipaddress.ip_network(fields[0], strict=False) == net:
+            line = f"{fields[0]}\t{args.result}"
+            found += 1
+        lines.append(line)
+    if found != 1:
+        sys.exit(f"{path}: {found} lines for {net}, want exactly 1")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+    code, reply = Postfix(lab.spec["postfix_config"]).rcpt_reply(ip)
+    print(f"  {path.name}: {ip} -> {args.result!r}; the model now gives RCPT TO {code} {reply}")
+    return 0
+
+
+def stored_results(lab, args, problems):
+    """{target: its "mx" list}, from the agent's database (opened read-only: the
+    store is never touched) or from GET /api/v1/ips/IP."""
+    out = {}
+    if args.db:
+        con = sqlite3.connect(f"file:{args.db}?mode=ro", uri=True)
+        try:
+            rows = dict(con.execute("SELECT ip, mx FROM ips").fetchall())
+        finally:
+            con.close()
+        for t in lab.targets:
+            text = rows.get(str(t))
+            if str(t) not in rows:
+                problems.add(f"{t}: no row in table ips")
+            elif text is None:
+                problems.add(f"{t}: ips.mx is NULL")
+            else:
+                try:
+                    out[t] = json.loads(text)
+                except ValueError as e:
+                    problems.add(f"{t}: ips.mx is not JSON ({e}): {text[:200]}")
+        return out
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy from the environment
+    for t in lab.targets:
+        url = f"{args.api.rstrip('/')}/api/v1/ips/{t}"
+        try:
+            with opener.open(url, timeout=10) as r:
+                body = json.loads(r.read())
+        except (OSError, ValueError) as e:
+            problems.add(f"GET {url}: {e}")
+            continue
+        if not isinstance(body, dict) or body.get("ip") != str(t) or body.get("range") != lab.range_of[t]["name"]:
+            problems.add(f"GET {url}: ip/range {body.get('ip')!r}/{body.get('range')!r}, want "
+                         f"{str(t)!r}/{lab.range_of[t]['name']!r}")
+        out[t] = body.get("mx") if isinstance(body, dict) else None
+    return out
+
+
+def cmd_verify_stored(args):
+    """Each target's stored "mx" list: one entry per domain, in config order, each
+    field as the servers answer (verify-check's comparison), probed during this run
+    (--probed-from .. --probed-to). With --reused-from (a --save file of an earlier
+    run): a result that got a reply is that run's, unchanged (min_interval has not
+    passed: no new session); a result of class error was probed again this run."""
+    lab = Lab(args.dir)
+    problems = Problems()
+    results = stored_results(lab, args, problems)
+    before = json.loads(Path(args.reused_from).read_text()) if args.reused_from else None
+    window = f"{iso(args.probed_from)} .. {iso(args.probed_to)}"
+    saved, reused, probed, marked = {}, 0, 0, 0
+    for t, mx in results.items():
+        if not isinstance(mx, list):
+            problems.add(f"{t}: \"mx\" is {mx!r:.100}, want a list ({lab.note(t)})")
+            continue
+        got_domains = [e.get("domain") if isinstance(e, dict) else None for e in mx]
+        if got_domains != lab.domains:
+            problems.add(f"{t}: domains {got_domains}, want {lab.domains} (one entry each, in config order)")
+        by_domain = {e.get("domain"): e for e in mx if isinstance(e, dict)}
+        for d in lab.domains:
+            e = by_domain.get(d)
+            if e is None:
+                continue
+            want, where = lab.expect(t, d), f"{t} {d}"
+            check_mx_entry(e, want, where, problems)
+            saved.setdefault(str(t), {})[d] = e.get("probed_at")
+            marked += e.get("reused") is True
+            at = unix_time(e.get("probed_at"))
+            if at is None:
+                problems.add(f"{where}: probed_at {e.get('probed_at')!r} is not RFC 3339 UTC")
+                continue
+            old = (before or {}).get(str(t), {}).get(d)
+            if before is not None and want["class"] != "error":
+                if e["probed_at"] != old:
+                    problems.add(f"{where}: probed_at {e['probed_at']}, want {old}: a {want['class']} result is "
+                                 f"reused within min_interval, not probed again")
+                else:
+                    reused += 1
+                continue
+            if not args.probed_from <= at <= args.probed_to:
+                problems.add(f"{where}: probed_at {e['probed_at']} is outside this run ({window})"
+                             + ("; a result of class error is retried every cycle" if before is not None else ""))
+            elif before is not None and old is not None and at <= (unix_time(old) or 0):
+                problems.add(f"{where}: probed_at {e['probed_at']} is not after the earlier {old}")
+            else:
+                probed += 1
+            if e.get("reused") is True:
+                problems.add(f"{where}: marked reused, but it was probed during this run")
+    if args.save:
+        Path(args.save).write_text(json.dumps(saved, indent=1) + "\n")
+    rc = problems.finish("the stored results")
+    if rc == 0:
+        print(f"  {len(results)} addresses x {len(lab.domains)} domains as the servers answer: {probed} probed "
+              f"during this run ({window}), {reused} reused unchanged; {marked} marked \"reused\"")
+    return rc
+
+
+def item_reply(e):
+    """The evidence's "reply": code, enhanced code and text, as the agent joins them."""
+    reply = str(e["code"]) if e["code"] else ""
+    for part in (e["enhanced"], e["text"]):
+        if part:
+            reply += " " + part
+    return reply
+
+
+def cmd_verify_webhooks(args):
+    """The mx.* items a standard-format sink received (after --from-line lines of
+    the receiver's log): exactly one mx.rejected per (source, domain) whose class
+    is a problem now and was not before (--before: `expected --json` output from
+    before a change; none: nothing had been raised), exactly one mx.resolved per
+    pair that was a problem and is ok (or greylist) now, nothing else; each item's
+    fields as the servers answer. Signatures: webhook_check.py signatures."""
+    import webhook_check  # the webhook lab's reader of the receiver's log  # noqa: PLC0415
+    lab = Lab(args.dir)
+    problems = Problems()
+    before = {}
+    if args.before:
+        for line in Path(args.before).read_text().splitlines():
+            if line.strip():
+                e = json.loads(line)
+                before[(e["ip"], e["domain"])] = e
+    now = {(str(t), d): (t, lab.expect(t, d)) for t in lab.targets for d in lab.domains}
+    want = {}
+    for key, (t, e) in now.items():
+        was = verdict(before[key]["class"]) if key in before else "ok"
+        if verdict(e["class"]) == "problem" and was != "problem":
+            want[("mx.rejected", *key)] = (t, e)
+        elif verdict(e["class"]) == "ok" and was == "problem":
+            want[("mx.resolved", *key)] = (t, e)
+    if args.expect_some and not want:
+        problems.add("the fixture expects no item here: nothing would be proven")
+    try:
+        lines = Path(args.log).read_text().splitlines()[args.from_line:]
+    except FileNotFoundError:
+        lines = []
+    bodies, got = {}, Counter()
+    n_requests = 0
+    for n, line in enumerate(lines, args.from_line + 1):
+        if not line.strip():
+            continue
+        try:
+            r = webhook_check.Request(json.loads(line))
+        except ValueError:
+            problems.add(f"{args.log}:{n}: not JSON")
+            continue
+        n_requests += 1
+        if not r.ok:
+            problems.add(f"{r.where()}: the receiver answers 200; this request was not answered 2xx")
+            continue
+        if r.id in bodies:  # a retry: the same bytes, counted once
+            if bodies[r.id] != r.body:
+                problems.add(f"{r.where()}: a retry of {r.id} with other bytes")
+            continue
+        bodies[r.id] = r.body
+        try:
+            body = json.loads(r.body)
+            t, data = body["type"], body["data"]
+            items, instance = data["items"], data["instance"]
+        except (ValueError, KeyError, TypeError) as e:
+            problems.add(f"{r.where()}: not a standard webhook body ({type(e).__name__}: {e}): {r.body[:200]!r}")
+            continue
+        for it in items:
+            if not isinstance(it, dict):
+                problems.add(f"{r.where()}: item {it!r:.100} is not an object")
+                continue
+            key = (t, it.get("ip"), it.get("domain"))
+            got[key] += 1
+            if key not in want or got[key] > 1:
+                continue
+            ip, e = want[key]
+            where = f"{t} {key[1]} {key[2]} ({r.id})"
+            for field, value in (("type", t), ("range", lab.range_of[ip]["name"]), ("instance", instance)):
+                if it.get(field) != value:
+                    problems.add(f"{where}: {field} {it.get(field)!r}, want {value!r}")
+            if not instance:
+                problems.add(f"{where}: data.instance is empty")
+            check_mx_entry(it, e, where, problems)
+            evidence = {"session": f"from {ip} to {e['host']}[{e['address']}]", "reply": item_reply(e)}
+            if it.get("evidence") != evidence:
+                problems.add(f"{where}: evidence {it.get('evidence')!r}, want {evidence!r}")
+            for field in ("first_seen", "at", "probed_at"):
+                if unix_time(it.get(field)) is None:
+                    problems.add(f"{where}: {field} {it.get(field)!r} is not RFC 3339 UTC")
+            if "reused" in it:
+                problems.add(f"{where}: carries \"reused\"")
+    for key in sorted(want):
+        if got[key] != 1:
+            ip, e = want[key]
+            problems.add(f"{' '.join(key)}: delivered {got[key]} time(s), want once (class {e['class']}"
+                         + (f", was {before[key[1:]]['class']}" if key[1:] in before else "") + ")")
+    for key in sorted(k for k in got if k not in want):
+        ip, d = key[1], key[2]
+        now_cls = now[(ip, d)][1]["class"] if (ip, d) in now else "?"
+        was = before[(ip, d)]["class"] if (ip, d) in before else "no event yet"
+        problems.add(f"unexpected {' '.join(map(str, key))} delivered {got[key]} time(s) "
+                     f"(class {now_cls}, before: {was})")
+    rc = problems.finish(f"{args.log} mx items")
+    if rc == 0:
+        kinds = Counter(k[0] for k in want)
+        print(f"  {n_requests} requests, {len(bodies)} ids: " +
+              (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no item") +
+              ", each (source, domain) exactly once, every field as the servers answer")
+    return rc
+
+
+def cmd_verify_metrics(args):
+    """repwatch_mx_not_ok, repwatch_mx_ips and repwatch_mx_tls_ips exactly: a
+    not_ok series per (source, domain) whose class is not ok, with the reply in
+    its labels; counts per range, domain and class (and STARTTLS outcome, for
+    results that are not errors), zeros included. An empty label is no label."""
+    import webhook_check  # its exposition parser  # noqa: PLC0415
+    lab = Lab(args.dir)
+    text = sys.stdin.read()
+    problems = Problems()
+
+    def key(labels):
+        return tuple(sorted((k, v) for k, v in labels.items() if v != ""))
+
+    names = ("repwatch_mx_not_ok", "repwatch_mx_ips", "repwatch_mx_tls_ips")
+    want = {n: {} for n in names}
+    for r in lab.config["ranges"]:
+        if r.get("mx_probe", True):
+            for d in lab.domains:
+                for c in ALL_CLASSES:
+                    want["repwatch_mx_ips"][key({"range": r["name"], "domain": d, "class": c})] = 0
+                for o in TLS_OUTCOMES:
+                    want["repwatch_mx_tls_ips"][key({"range": r["name"], "domain": d, "tls": o})] = 0
+    for t in lab.targets:
+        rng = lab.range_of[t]["name"]
+        for d in lab.domains:
+            e = lab.expect(t, d)
+            want["repwatch_mx_ips"][key({"range": rng, "domain": d, "class": e["class"]})] += 1
+            if e["class"] != "error":  # a session that failed says nothing about TLS
+                tls = e["tls"]
+                o = "not_offered" if tls is None else "failed" if not tls["ok"] else \
+                    "ok" if tls["name_match"] else "name_mismatch"
+                want["repwatch_mx_tls_ips"][key({"range": rng, "domain": d, "tls": o})] += 1
+            if e["class"] != "ok":
+                want["repwatch_mx_not_ok"][key({
+                    "ip": str(t), "range": rng, "domain": d, "class": e["class"], "stage": e["stage"],
+                    "code": str(e["code"]) if e["code"] else "", "enhanced": e["enhanced"], "zone": e["zone"]})] = 1
+    got = {n: {} for n in names}
+    for name, labels, value in webhook_check.parse_exposition(text):
+        if name in got:
+            k = key(labels)
+            if k in got[name]:
+                problems.add(f"{name}{{{k}}}: exported twice")
+            got[name][k] = value
+    for name in names:
+        if not re.search(rf"^# TYPE {name} gauge$", text, re.M):
+            problems.add(f"{name}: no '# TYPE {name} gauge' line")
+        show = lambda k: name + "{" + ",".join(f'{a}="{b}"' for a, b in k) + "}"  # noqa: E731
+        for k, v in sorted(want[name].items()):
+            if k not in got[name]:
+                problems.add(f"missing {show(k)} (want {v:g})")
+            elif got[name][k] != v:
+                problems.add(f"{show(k)} is {got[name][k]:g}, want {v:g}")
+        for k, v in sorted(got[name].items()):
+            if k not in want[name]:
+                problems.add(f"unexpected {show(k)} {v:g}")
+    rc = problems.finish("the repwatch_mx_* metrics")
+    if rc == 0:
+        print(f"  {len(want['repwatch_mx_not_ok'])} repwatch_mx_not_ok series (none for ok results), "
+              f"{len(want['repwatch_mx_ips'])} repwatch_mx_ips and {len(want['repwatch_mx_tls_ips'])} "
+              "repwatch_mx_tls_ips counts, each as the servers answer")
     return rc
 
 
@@ -1197,14 +1556,42 @@ def main():
     s.add_argument("--dns", required=True, help="ADDR:PORT unbound listens on")
     s.add_argument("--state-dir", required=True)
     s.add_argument("--maillog", help="Postfix's maillog_file (default DIR/maillog)")
-    for name in ("targets", "verify-lab", "expected", "verify-check"):
+    s.add_argument("--exact-ranges", action="store_true",
+                   help="ranges of the sources' own /32s (for `repwatch run`), not the whole /24")
+    for name in ("targets", "verify-lab", "verify-check", "verify-metrics"):
         sub.add_parser(name).add_argument("dir")
+    s = sub.add_parser("expected")
+    s.add_argument("dir")
+    s.add_argument("--json", action="store_true", help="one JSON line per (source, domain)")
+    s = sub.add_parser("set-access")
+    s.add_argument("dir")
+    s.add_argument("ip")
+    s.add_argument("result", help='a check_client_access result: "OK", "550 5.7.1 text", ...')
+    s = sub.add_parser("verify-stored")
+    s.add_argument("dir")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--db", help="the agent's repwatch.db (opened read-only)")
+    src.add_argument("--api", help="the agent's base URL: GET /api/v1/ips/IP")
+    s.add_argument("--probed-from", type=int, required=True, help="unix s: probed no earlier")
+    s.add_argument("--probed-to", type=int, required=True, help="unix s: probed no later")
+    s.add_argument("--reused-from", help="a --save file: results that got a reply must be these, unchanged")
+    s.add_argument("--save", help="write {ip: {domain: probed_at}} here")
+    s = sub.add_parser("verify-webhooks")
+    s.add_argument("dir")
+    s.add_argument("log", help="tests/lab/webhook_receiver.py's log")
+    s.add_argument("--from-line", type=int, default=0, help="only requests logged after this many lines")
+    s.add_argument("--before", help="`expected --json` output from before the change (default: no event yet)")
+    s.add_argument("--expect-some", action="store_true", help="fail if the fixture expects no item at all")
     v = sub.add_parser("verify-sessions")
     v.add_argument("dir")
     v.add_argument("--postfix-from", type=int, default=0, help="byte offset in the maillog")
     v.add_argument("--tarpit-from", type=int, default=0, help="byte offset in DIR/tarpit.jsonl")
     v.add_argument("--silent-from", type=int, default=0, help="byte offset in DIR/silent.jsonl")
     v.add_argument("--wait", type=float, default=5, help="seconds to wait for Postfix's last log lines")
+    v.add_argument("--retried", action="store_true",
+                   help="only results of class error were probed again (a daemon within min_interval)")
+    v.add_argument("--settle", type=float, default=0,
+                   help="once the counts match, read the logs again after this many seconds")
     for name in ("serve-silent", "serve-tarpit", "serve-sentinel"):
         s = sub.add_parser(name)
         s.add_argument("listen")
@@ -1223,7 +1610,8 @@ def main():
         print("\n".join(str(t) for t in Lab(args.dir).targets))
         return 0
     return {"verify-lab": cmd_verify_lab, "expected": cmd_expected, "verify-check": cmd_verify_check,
-            "verify-sessions": cmd_verify_sessions}[args.cmd](args)
+            "verify-sessions": cmd_verify_sessions, "set-access": cmd_set_access, "verify-stored": cmd_verify_stored,
+            "verify-webhooks": cmd_verify_webhooks, "verify-metrics": cmd_verify_metrics}[args.cmd](args)
 
 
 if __name__ == "__main__":
