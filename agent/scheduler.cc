@@ -75,6 +75,7 @@ CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& o
       wait = std::clamp(until, std::chrono::milliseconds(0), kMaxPollWait);
     }
     PollAll(wait);
+    if (options.on_poll) options.on_poll();
   }
   out.completed = out.addresses_done == n;
   out.duration = clock_.Now() - start;

@@ -29,6 +29,9 @@ struct CycleOptions {
   const std::atomic<bool>* stop = nullptr;  // when set, no new address starts; open ones finish
   // Called once the cycle-level work (zone health) is done, before any address starts.
   std::function<void(const CycleReport&)> on_cycle_begun;
+  // Called after every poll of the loop (at least every 100 ms while the cycle runs),
+  // e.g. to commit what finished addresses wrote while the next ones take long.
+  std::function<void()> on_poll;
 };
 
 struct CycleOutcome {

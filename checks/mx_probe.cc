@@ -226,6 +226,7 @@ MxProbeResult RunMxSession(SmtpDialer& dialer, const MxSessionPlan& plan, HostGa
 
 // One address's sessions: every domain's result lands in report->mx[index].
 struct MxProbeCheck::IpState {
+  uint64_t order;
   Target target;
   IpReport* report;
   Done done;
@@ -283,7 +284,8 @@ size_t MxProbeCheck::ExpectedQueries(const Target& target) const {
 
 void MxProbeCheck::CheckIp(const Target& target, IpReport* report, Done done) {
   if (!target.range || !target.range->mx_probe || config_.domains.empty()) return done();
-  auto state = std::make_shared<IpState>(IpState{target, report, std::move(done), config_.domains.size(), "", {}});
+  auto state = std::make_shared<IpState>(
+      IpState{next_ip_order_++, target, report, std::move(done), config_.domains.size(), "", {}});
   report->mx.emplace(config_.domains.size());
   if (env_.mx_history) state->history = env_.mx_history->Last(target.ip);
 
@@ -357,7 +359,8 @@ void MxProbeCheck::StartDomain(const std::shared_ptr<IpState>& state, size_t ind
     finish(std::move(r));
   };
   if (previous) previous->reused = true;  // only reported if the agent stops before the session
-  auto submit = [this, plan, previous, finish] { Submit(Job{*plan, previous, finish}); };
+  const uint64_t order = state->order * 1024 + index;
+  auto submit = [this, order, plan, previous, finish] { Submit(Job{order, *plan, previous, finish}); };
   const uint16_t addr_type = state->target.ip.is_v4() ? rrtype::kA : rrtype::kAaaa;
   const char* family = state->target.ip.is_v4() ? "IPv4" : "IPv6";
 
@@ -414,7 +417,10 @@ void MxProbeCheck::Submit(Job job) {
 }
 
 std::optional<MxProbeCheck::Job> MxProbeCheck::PickJob(std::string* reserved) {
+  auto best = queue_.end();
+  std::string best_first;
   for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (best != queue_.end() && it->order > best->order) continue;
     std::string first;
     for (const MxHost& h : it->plan.hosts)
       if (!h.addresses.empty()) {
@@ -422,13 +428,15 @@ std::optional<MxProbeCheck::Job> MxProbeCheck::PickJob(std::string* reserved) {
         break;
       }
     if (busy_.count(first)) continue;
-    Job job = std::move(*it);
-    queue_.erase(it);
-    busy_[first] = 1;
-    *reserved = first;
-    return job;
+    best = it;
+    best_first = std::move(first);
   }
-  return std::nullopt;
+  if (best == queue_.end()) return std::nullopt;
+  Job job = std::move(*best);
+  queue_.erase(best);
+  busy_[best_first] = 1;
+  *reserved = best_first;
+  return job;
 }
 
 void MxProbeCheck::AcquireAddress(const std::string& address) {

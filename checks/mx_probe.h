@@ -90,6 +90,7 @@ class MxProbeCheck final : public Check {
  private:
   struct IpState;
   struct Job {
+    uint64_t order = 0;  // address first, then domain: addresses finish one after another
     MxSessionPlan plan;
     std::optional<MxProbeResult> previous;  // reported instead when the agent stops first
     std::function<void(MxProbeResult&&)> finish;  // runs on the scheduler's thread
@@ -99,7 +100,10 @@ class MxProbeCheck final : public Check {
   void StartDomain(const std::shared_ptr<IpState>& state, size_t index);
   void Submit(Job job);
   void WorkerLoop();
-  // Under mu_: the first queued job whose first address is free, reserved for the caller.
+  // Under mu_: the startable job (its first address free) of the earliest address,
+  // reserved for the caller. Address order, not arrival order: MX answers for one
+  // domain arrive for every address at once, and a cycle whose addresses all wait on
+  // their last domain would commit nothing for minutes.
   std::optional<Job> PickJob(std::string* reserved);
   void AcquireAddress(const std::string& address);
   void ReleaseAddress(const std::string& address);
@@ -113,6 +117,7 @@ class MxProbeCheck final : public Check {
   std::deque<Job> queue_;
   std::map<std::string, int> busy_;     // destination addresses in a session (or reserved for one)
   std::chrono::steady_clock::time_point next_start_{};
+  uint64_t next_ip_order_ = 0;  // scheduler thread only
   bool shutdown_ = false;
   std::vector<std::pair<std::function<void(MxProbeResult&&)>, MxProbeResult>> finished_;
   std::vector<std::thread> workers_;
