@@ -171,14 +171,18 @@ bool RunOneCycle(const Config& config, Scheduler& scheduler, CachingResolver& ca
   options.spread = spread;
   options.stop = &g_stop;
   // Results and the events they raise are committed after every address of a spread
-  // cycle (addresses arrive seconds apart) and every 200 ms of a fast one, so the
-  // webhook sender gets the write lock in between and events leave during the cycle.
+  // cycle (addresses arrive seconds apart), and at most 200 ms after they were written
+  // in a fast one -- also while no address finishes for a long time (slow MX sessions)
+  // -- so the webhook sender gets the write lock in between and events leave during
+  // the cycle.
   auto last_checkpoint = clock.Now();
-  auto checkpoint = [&] {
-    if (spread.count() == 0 && clock.Now() - last_checkpoint < std::chrono::milliseconds(200)) return;
+  auto commit_after = [&](std::chrono::milliseconds quiet) {
+    if (clock.Now() - last_checkpoint < quiet) return;
     last_checkpoint = clock.Now();
     if (Status s = store.Checkpoint(); !s.ok() && store_failures++ == 0) log::Error(s.message());
   };
+  auto checkpoint = [&] { commit_after(spread.count() == 0 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0)); };
+  options.on_poll = [&] { commit_after(std::chrono::milliseconds(200)); };
   auto outcome = scheduler.RunCycle(targets, options, [&](IpReport&& r) {
     const long long now = UnixSeconds(clock.WallNow());
     // If its alert streams could not be written, the address's results are not stored
