@@ -77,7 +77,12 @@ Transition ApplyResult(StreamRow& row, Verdict verdict, long long now, const Ale
   return Transition::kClear;
 }
 
-EventTypes EventTypesOf(std::string_view check) {
+EventTypes EventTypesOf(std::string_view check, std::string_view subject) {
+  if (check == "warmup") {
+    if (subject == "ahead") return {"warmup.ahead", ""};
+    if (subject == "backoff") return {"warmup.backoff", ""};
+    if (subject == "completed") return {"warmup.completed", ""};
+  }
   if (check == "dnsbl") return {"dnsbl.listed", "dnsbl.delisted"};
   if (check == "fcrdns") return {"fcrdns.failed", "fcrdns.resolved"};
   if (check == "spf") return {"spf.unauthorized", "spf.resolved"};
@@ -101,9 +106,11 @@ bool SinkAccepts(const WebhookConfig& sink, std::string_view type, const RangeCo
 }
 
 AlertTracker::AlertTracker(const Config& config, StateStore& store)
-    : config_(config), mx_alerts_(config.alerts), store_(store) {
+    : config_(config), mx_alerts_(config.alerts), warmup_alerts_(config.alerts), store_(store) {
   mx_alerts_.raise_after = config.alerts.mx_raise_after;
   mx_alerts_.clear_after = config.alerts.mx_clear_after;
+  warmup_alerts_.raise_after = 1;
+  warmup_alerts_.clear_after = 1;
 }
 
 Status AlertTracker::Record(const IpReport& report, long long now) {
@@ -173,6 +180,21 @@ Status AlertTracker::Record(const IpReport& report, long long now) {
     };
     subjects.push_back({"mx", m.domain, m.verdict(), item, m.domain + "|" + report.range});
   }
+  if (report.warmup) {
+    // Signals come from counts, not from lookups that can hiccup: one cycle raises.
+    auto item = [&ip, &report, range] {
+      J j = {{"ip", ip}};
+      j.update(RangeFields(range));
+      j.update(WarmupJson(*report.warmup));
+      if (report.volume) j["evidence"] = {{"volume_today", VolumeJson(*report.volume)}};
+      return j;
+    };
+    const WarmupSignal signal = report.warmup->signal;
+    for (auto [name, raised] : {std::pair{"ahead", signal == WarmupSignal::kAhead},
+                                std::pair{"backoff", signal == WarmupSignal::kBackoff},
+                                std::pair{"completed", signal == WarmupSignal::kCompleted}})
+      subjects.push_back({"warmup", name, raised ? Verdict::kProblem : Verdict::kOk, item, report.range});
+  }
   if (subjects.empty()) return Status::Ok();
   auto rows = store_.LoadStreams(ip);
   if (!rows.ok()) return rows.status();
@@ -215,7 +237,8 @@ Status AlertTracker::RecordZone(const ZoneHealthReport& zone, long long now) {
 Status AlertTracker::Apply(const std::string& ip, const RangeConfig* range, const Subject& s,
                            const std::optional<StreamRow>& old, bool known_problem, long long now) {
   StreamRow row = old.value_or(StreamRow{});
-  const Transition t = ApplyResult(row, s.verdict, now, s.check == "mx" ? mx_alerts_ : config_.alerts, known_problem);
+  const AlertsConfig& thresholds = s.check == "mx" ? mx_alerts_ : s.check == "warmup" ? warmup_alerts_ : config_.alerts;
+  const Transition t = ApplyResult(row, s.verdict, now, thresholds, known_problem);
   // The event's items first, the stream second: if an item cannot be written, the
   // stream keeps its old state and raises again next time.
   if (Status st = Event(t, range, s, old, row, now); !st.ok()) return st;
@@ -225,7 +248,7 @@ Status AlertTracker::Apply(const std::string& ip, const RangeConfig* range, cons
 
 Status AlertTracker::Event(Transition t, const RangeConfig* range, const Subject& s,
                            const std::optional<StreamRow>& old, const StreamRow& row, long long now) {
-  const EventTypes types = EventTypesOf(s.check);
+  const EventTypes types = EventTypesOf(s.check, s.subject);
   switch (t) {
     case Transition::kNone: return Status::Ok();
     case Transition::kRaise: {
@@ -234,6 +257,7 @@ Status AlertTracker::Event(Transition t, const RangeConfig* range, const Subject
       return Emit(types.raise, range, s.group, std::move(item), now);
     }
     case Transition::kClear: {
+      if (types.clear.empty()) return Status::Ok();  // a signal that only announces (warm-up)
       J item = s.item();
       if (old) item["first_seen"] = Rfc3339(old->since);
       return Emit(types.clear, range, s.group, std::move(item), now);

@@ -43,7 +43,10 @@ Transition ApplyResult(StreamRow& row, Verdict verdict, long long now, const Ale
 struct EventTypes {
   std::string_view raise, clear;
 };
-EventTypes EventTypesOf(std::string_view check);  // "dnsbl" -> dnsbl.listed / dnsbl.delisted, ...
+// "dnsbl" -> dnsbl.listed / dnsbl.delisted, ... Warm-up streams are per signal:
+// ("warmup", "ahead") -> warmup.ahead, ("warmup", "backoff") -> warmup.backoff,
+// ("warmup", "completed") -> warmup.completed, none with a clearing event ("").
+EventTypes EventTypesOf(std::string_view check, std::string_view subject = {});
 
 // Whether a sink's filters accept an event about a range. `range` may be null (zone events).
 bool SinkAccepts(const WebhookConfig& sink, std::string_view type, const RangeConfig* range);
@@ -76,7 +79,8 @@ class AlertTracker {
               long long now);
 
   const Config& config_;
-  AlertsConfig mx_alerts_;  // config_.alerts with the mx_* thresholds
+  AlertsConfig mx_alerts_;      // config_.alerts with the mx_* thresholds
+  AlertsConfig warmup_alerts_;  // raise and clear after one cycle
   StateStore& store_;
   std::map<std::string, size_t> raised_;
 };

@@ -26,6 +26,10 @@ using std::chrono::seconds;
 
 constexpr uint64_t kMaxBlockSize = uint64_t{1} << 20;
 
+// The built-in warm-up schedules (checks/warmup_schedule.h BuiltInSchedules; a test
+// keeps the two lists equal).
+constexpr std::string_view kBuiltInScheduleNames[] = {"double-30", "sendgrid-hourly", "per-receiver"};
+
 // Big public resolvers, whose DNSBL queries Spamhaus and others refuse.
 const std::set<std::string, std::less<>> kPublicResolvers = {
     "8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "9.9.9.9", "149.112.112.112", "208.67.222.222",
@@ -173,11 +177,17 @@ class Loader {
   void RangeOptional(const toml::table& t, std::string_view where, RangeConfig& r);
   void Overlaps();
   void Enabled(const toml::table& root, std::string_view section, bool& enabled);
-  std::optional<std::string> Secret(const toml::table& t, std::string_view where, std::string_view what);
+  std::optional<std::string> Secret(const toml::table& t, std::string_view where, std::string_view what,
+                                    std::string_view prefix = "secret");
   void Webhooks(const toml::table& root);
   void Webhook(const toml::table& t, std::string_view where, WebhookConfig& w);
   void Alerts(const toml::table& root);
   void MxProbe(const toml::table& root);
+  void Volume(const toml::table& root);
+  void VolumeSource(const toml::table& t, const std::string& where, VolumeSourceConfig& v);
+  void Api(const toml::table& root);
+  void Warmup(const toml::table& root);
+  void WarmupSchedules(const toml::table& t);
   void MxProbeDomains(const toml::table& t);
 
   std::string path_;
@@ -530,9 +540,7 @@ void Loader::RangeOptional(const toml::table& t, std::string_view where, RangeCo
   }
   if (auto n = Typed(t, "mx_probe", w + ".mx_probe", toml::node_type::boolean, "true or false"))
     r.mx_probe = n->as_boolean()->get();
-  String(t, "warmup_schedule", w + ".warmup_schedule", r.warmup_schedule);
-  if (!r.warmup_schedule.empty() && !t.get("warmup_start"))
-    Warn(t.get("warmup_schedule")->source(), w + ".warmup_schedule has no effect without warmup_start");
+  String(t, "warmup_schedule", w + ".warmup_schedule", r.warmup_schedule);  // checked in Warmup()
   if (const toml::node* n = t.get("labels")) {
     if (!n->is_table()) return Error(n->source(), w + ".labels must be a table of strings");
     for (const auto& [k, v] : *n->as_table()) {
@@ -696,18 +704,169 @@ void Loader::MxProbe(const toml::table& root) {
   Duration(*t, "command_timeout", "mx_probe.command_timeout", milliseconds(100), "100ms", m.command_timeout);
 }
 
+void Loader::VolumeSource(const toml::table& t, const std::string& where, VolumeSourceConfig& v) {
+  CheckKeys(t, {"name", "kind", "path", "tags"}, "[volume.sources]");
+  v.pos = Pos(t.source());
+  std::string kind;
+  String(t, "kind", where + ".kind", kind);
+  if (!t.get("kind")) Error(t.source(), where + ": missing 'kind' (postfix, exim, kumomta or powermta)");
+  else if (auto f = ParseLogFormat(kind)) v.format = *f;
+  else if (t.get("kind")->is_string())
+    Error(t.get("kind")->source(), where + ".kind " + Quote(kind) + " is not one of postfix, exim, kumomta, powermta");
+  String(t, "path", where + ".path", v.path);
+  if (!t.get("path")) Error(t.source(), where + ": missing 'path' (the log file to follow)");
+  else if (t.get("path")->is_string() && (v.path.empty() || v.path[0] != '/'))
+    Error(t.get("path")->source(), where + ".path " + Quote(v.path) + " must be an absolute path");
+  v.name = v.path;
+  String(t, "name", where + ".name", v.name);
+  if (const toml::node* n = t.get("tags")) {
+    if (!n->is_table()) {
+      Error(n->source(), where + ".tags must be a table: { \"postfix-ip2\" = \"192.0.2.11\" }");
+    } else {
+      for (const auto& [k, val] : *n->as_table()) {
+        auto ip = val.is_string() ? IpAddress::Parse(val.as_string()->get()) : Result<IpAddress>(Status::Error(""));
+        if (!ip.ok())
+          Error(val.source(), where + ".tags." + std::string(k.str()) + " must be an IP address string, the address "
+                                                                          "this tag's smtp service binds");
+        else
+          v.tags.emplace(std::string(k.str()), ip.value());
+      }
+    }
+  }
+  if (!v.tags.empty() && v.format != LogFormat::kPostfix)
+    Error(t.get("tags")->source(), where + ".tags is for postfix logs only (other formats log the source address)");
+  if (v.format == LogFormat::kPostfix && v.tags.empty() && t.get("kind") && !t.get("tags"))
+    Error(t.source(), where + ": a postfix log needs 'tags' (syslog tag or service name -> source address): "
+                                "Postfix never logs the address it sends from");
+}
+
+void Loader::Volume(const toml::table& root) {
+  const toml::table* t = Section(root, "volume");
+  if (!t) return;
+  CheckKeys(*t, {"sources", "poll_interval"}, "volume");
+  Duration(*t, "poll_interval", "volume.poll_interval", milliseconds(100), "100ms", config_.volume.poll_interval);
+  const toml::node* n = t->get("sources");
+  if (!n) return;
+  const toml::array* arr = n->as_array();
+  if (!arr || !arr->is_array_of_tables())
+    return Error(n->source(), "volume.sources must be a list of tables: write [[volume.sources]]");
+  std::map<std::string, int> seen;
+  for (size_t i = 0; i < arr->size(); ++i) {
+    VolumeSourceConfig v;
+    const std::string where = "volume.sources[" + std::to_string(i) + "]";
+    VolumeSource(*(*arr)[i].as_table(), where, v);
+    if (auto [it, fresh] = seen.emplace(v.name, v.pos.line); !fresh && !v.name.empty())
+      Error((*arr)[i].source(), where + ": " + Quote(v.name) + " is already a source (line " +
+                                    std::to_string(it->second) + "); give one of them a different name or path");
+    config_.volume.sources.push_back(std::move(v));
+  }
+}
+
+void Loader::Api(const toml::table& root) {
+  const toml::table* t = Section(root, "api");
+  if (!t) return;
+  CheckKeys(*t, {"token_file", "token_env"}, "api");
+  // The same rules as webhook secrets: exactly one source, never echoed.
+  if (auto token = Secret(*t, "api", "API token", "token")) config_.api.token = *token;
+  if (!config_.api.token.empty() && config_.api.token.size() < 16)
+    Error((t->get("token_env") ? t->get("token_env") : t->get("token_file"))->source(),
+          "api: the token must be at least 16 characters");
+}
+
+void Loader::WarmupSchedules(const toml::table& t) {
+  const toml::node* n = t.get("schedules");
+  if (!n) return;
+  const toml::array* arr = n->as_array();
+  if (!arr || !arr->is_array_of_tables())
+    return Error(n->source(), "warmup.schedules must be a list of tables: write [[warmup.schedules]]");
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::table& s = *(*arr)[i].as_table();
+    const std::string where = "warmup.schedules[" + std::to_string(i) + "]";
+    CheckKeys(s, {"name", "per", "allowances"}, "[warmup.schedules]");
+    WarmupScheduleConfig w;
+    w.pos = Pos(s.source());
+    String(s, "name", where + ".name", w.name);
+    if (!s.get("name")) Error(s.source(), where + ": missing 'name'");
+    std::string per = "day";
+    String(s, "per", where + ".per", per);
+    if (per == "hour") w.hourly = true;
+    else if (per != "day") Error(s.get("per")->source(), where + ".per " + Quote(per) + " must be \"day\" or \"hour\"");
+    const toml::node* a = Typed(s, "allowances", where + ".allowances", toml::node_type::array, "an array of counts");
+    if (!s.get("allowances")) Error(s.source(), where + ": missing 'allowances' (one count per ramp day)");
+    if (a) {
+      const toml::array& list = *a->as_array();
+      if (list.empty()) Error(a->source(), where + ".allowances is empty");
+      for (size_t k = 0; k < list.size(); ++k) {
+        if (!list[k].is_integer() || list[k].as_integer()->get() < 0) {
+          Error(list[k].source(), where + ".allowances[" + std::to_string(k) + "] must be a count (an integer >= 0)");
+          continue;
+        }
+        w.allowances.push_back(static_cast<uint64_t>(list[k].as_integer()->get()));
+      }
+    }
+    for (const WarmupScheduleConfig& other : config_.warmup.schedules)
+      if (other.name == w.name) Error(s.get("name")->source(), where + ": schedule " + Quote(w.name) + " is defined twice");
+    for (std::string_view builtin : kBuiltInScheduleNames)
+      if (w.name == builtin) Error(s.get("name")->source(), where + ": " + Quote(w.name) + " is a built-in schedule");
+    config_.warmup.schedules.push_back(std::move(w));
+  }
+}
+
+void Loader::Warmup(const toml::table& root) {
+  WarmupConfig& w = config_.warmup;
+  if (const toml::table* t = Section(root, "warmup")) {
+    CheckKeys(*t, {"auto_start", "idle_days", "schedule", "tolerance", "backoff_share", "backoff_min_attempts",
+                   "stall_ratio", "stall_days", "schedules"},
+              "warmup");
+    if (auto n = Typed(*t, "auto_start", "warmup.auto_start", toml::node_type::boolean, "true or false"))
+      w.auto_start = n->as_boolean()->get();
+    Int(*t, "idle_days", "warmup.idle_days", 1, w.idle_days);
+    String(*t, "schedule", "warmup.schedule", w.schedule);
+    Number(*t, "tolerance", "warmup.tolerance", w.tolerance);
+    if (t->get("tolerance") && w.tolerance < 1)
+      Error(t->get("tolerance")->source(), "warmup.tolerance must be at least 1 (1.2 = 20% over the allowance)");
+    Number(*t, "backoff_share", "warmup.backoff_share", w.backoff_share);
+    if (w.backoff_share > 1) Error(t->get("backoff_share")->source(), "warmup.backoff_share is a share: 0..1");
+    Int(*t, "backoff_min_attempts", "warmup.backoff_min_attempts", 1, w.backoff_min_attempts);
+    Number(*t, "stall_ratio", "warmup.stall_ratio", w.stall_ratio);
+    if (w.stall_ratio > 1) Error(t->get("stall_ratio")->source(), "warmup.stall_ratio is a share: 0..1");
+    Int(*t, "stall_days", "warmup.stall_days", 1, w.stall_days);
+    WarmupSchedules(*t);
+  }
+  auto known = [&](const std::string& name) {
+    return std::find(std::begin(kBuiltInScheduleNames), std::end(kBuiltInScheduleNames), name) !=
+               std::end(kBuiltInScheduleNames) ||
+           std::any_of(w.schedules.begin(), w.schedules.end(),
+                       [&](const WarmupScheduleConfig& c) { return c.name == name; });
+  };
+  const std::string names = "double-30, sendgrid-hourly, per-receiver or a [[warmup.schedules]] name";
+  if (!known(w.schedule)) {
+    const toml::node* n = root.at_path("warmup.schedule").node();
+    Error(n ? n->source() : root.source(), "warmup.schedule " + Quote(w.schedule) + " is not " + names);
+  }
+  const toml::node* ranges = root.get("ranges");
+  if (ranges && ranges->is_array_of_tables())
+    for (const toml::node& r : *ranges->as_array())
+      if (const toml::node* n = r.as_table()->get("warmup_schedule"); n && n->is_string() && !known(n->as_string()->get()))
+        Error(n->source(), "warmup_schedule " + Quote(n->as_string()->get()) + " is not " + names);
+}
+
 // A secret from `secret_env` (an environment variable) or `secret_file` (a file,
 // relative to the config's directory): exactly one of them. Never echoed in messages.
-std::optional<std::string> Loader::Secret(const toml::table& t, std::string_view where, std::string_view what) {
-  const toml::node* env = t.get("secret_env");
-  const toml::node* file = t.get("secret_file");
+// `prefix`: the keys are <prefix>_env and <prefix>_file.
+std::optional<std::string> Loader::Secret(const toml::table& t, std::string_view where, std::string_view what,
+                                          std::string_view prefix) {
+  const std::string env_key = std::string(prefix) + "_env", file_key = std::string(prefix) + "_file";
+  const toml::node* env = t.get(env_key);
+  const toml::node* file = t.get(file_key);
   if (!env && !file) return std::nullopt;
   if (env && file) {
-    Error(file->source(), std::string(where) + ": give the " + std::string(what) + " in secret_env or secret_file, not both");
+    Error(file->source(),
+          std::string(where) + ": give the " + std::string(what) + " in " + env_key + " or " + file_key + ", not both");
     return std::nullopt;
   }
   std::string name;
-  String(t, env ? "secret_env" : "secret_file", std::string(where) + (env ? ".secret_env" : ".secret_file"), name);
+  String(t, env ? env_key : file_key, std::string(where) + "." + (env ? env_key : file_key), name);
   const toml::node* at = env ? env : file;
   if (name.empty()) return std::nullopt;
   if (env) {
@@ -811,7 +970,8 @@ void Loader::Webhooks(const toml::table& root) {
 Result<Config> Loader::Run(const toml::table& root) {
   for (const auto& [k, v] : root) {
     static const std::set<std::string, std::less<>> kSections = {"agent", "dns", "dnsbl", "ranges", "fcrdns",
-                                                                      "spf",   "mx_probe", "alerts", "webhooks"};
+                                                                      "spf",   "mx_probe", "alerts", "webhooks",
+                                                                      "volume", "api", "warmup"};
     if (kSections.count(k.str())) continue;
     if (v.is_table() || v.is_array_of_tables())
       Error(k.source(), "unknown section [" + std::string(k.str()) + "] (not supported by this release)");
@@ -825,6 +985,9 @@ Result<Config> Loader::Run(const toml::table& root) {
   Enabled(root, "fcrdns", config_.fcrdns.enabled);
   Enabled(root, "spf", config_.spf.enabled);
   MxProbe(root);
+  Volume(root);
+  Api(root);
+  Warmup(root);
   Alerts(root);
   Webhooks(root);
   if (config_.agent.instance.empty()) {

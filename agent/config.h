@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent/catalogue.h"
+#include "agent/log_formats.h"
 #include "agent/ip.h"
 #include "agent/status.h"
 
@@ -100,6 +101,46 @@ struct MxProbeConfig {
   std::chrono::milliseconds command_timeout{30000};  // each reply after that (and the TLS handshake)
 };
 
+// [[volume.sources]]: an MTA log to follow (agent/volume_ingest.h).
+struct VolumeSourceConfig {
+  std::string name;                          // unique; default: the path. Keys the stored position.
+  LogFormat format = LogFormat::kPostfix;    // `kind`
+  std::string path;
+  std::map<std::string, IpAddress> tags;     // postfix: syslog tag or service name -> source address
+  SourcePos pos;
+};
+
+struct VolumeConfig {
+  std::vector<VolumeSourceConfig> sources;
+  std::chrono::milliseconds poll_interval{1000};  // how often the logs are read
+};
+
+// [api]: the bearer token that write endpoints (POST /api/v1/volume) require.
+struct ApiConfig {
+  std::string token;  // from token_file or token_env; empty: write endpoints answer 403
+};
+
+// [[warmup.schedules]]: a custom ramp.
+struct WarmupScheduleConfig {
+  std::string name;
+  bool hourly = false;                 // per = "hour" | "day"
+  std::vector<uint64_t> allowances;    // one per ramp day
+  SourcePos pos;
+};
+
+// [warmup]: who is warming up and how they are judged (checks/warmup.h).
+struct WarmupConfig {
+  bool auto_start = true;              // an address first seen sending starts a ramp (and again after idle_days)
+  int idle_days = 30;
+  std::string schedule = "double-30";  // for auto-started addresses and ranges without warmup_schedule
+  double tolerance = 1.2;
+  double backoff_share = 0.05;
+  int backoff_min_attempts = 50;
+  double stall_ratio = 0.25;
+  int stall_days = 3;
+  std::vector<WarmupScheduleConfig> schedules;
+};
+
 struct AlertsConfig {
   int raise_after = 2;                        // consecutive problem results before an event
   int clear_after = 2;                        // consecutive ok results before the clearing event
@@ -140,6 +181,9 @@ struct Config {
   FcrdnsConfig fcrdns;
   SpfConfig spf;
   MxProbeConfig mx_probe;
+  VolumeConfig volume;
+  ApiConfig api;
+  WarmupConfig warmup;
   AlertsConfig alerts;
   std::vector<WebhookConfig> webhooks;
   std::vector<ConfigIssue> warnings;  // e.g. a dead or redundant zone; never fatal

@@ -1,5 +1,7 @@
 // repwatch command line: run (the daemon), check (one pass, nothing stored),
 // validate (config errors as file:line:col: message). Names fixed in DESIGN.md.
+#include <unistd.h>
+
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
@@ -19,13 +21,17 @@
 #include "agent/smtp_reply.h"
 #include "agent/state_store.h"
 #include "agent/targets.h"
+#include "agent/volume_ingest.h"
+#include "agent/volume_store.h"
 #include "build_info.h"
 #include "checks/check.h"
 #include "checks/mx_probe.h"
+#include "checks/warmup.h"
 #include "exporters/api.h"
 #include "exporters/http_server.h"
 #include "exporters/metrics.h"
 #include "exporters/report_format.h"
+#include "exporters/volume_api.h"
 #include "exporters/webhooks.h"
 
 namespace repwatch {
@@ -74,10 +80,11 @@ int ValidateCommand(const std::string& path) {
   }
   if (!keys_ok) return 1;
   std::cout << fmt::format(
-      "{}: ok ({} ranges, {} addresses, {} DNSBL zones, FCrDNS {}, SPF {}, MX probe {}, {} webhooks)\n", path,
-      c.ranges.size(), TargetSet::FromRanges(c.ranges).size(), c.dnsbl.size(), c.fcrdns.enabled ? "on" : "off",
+      "{}: ok ({} ranges, {} addresses, {} DNSBL zones, FCrDNS {}, SPF {}, MX probe {}, warm-up {}, {} webhooks)\n",
+      path, c.ranges.size(), TargetSet::FromRanges(c.ranges).size(), c.dnsbl.size(), c.fcrdns.enabled ? "on" : "off",
       c.spf.enabled ? "on" : "off",
       c.mx_probe.enabled ? fmt::format("on ({} receivers)", c.mx_probe.domains.size()) : std::string("off"),
+      WarmupCheckEnabled(c) ? fmt::format("on ({} log sources)", c.volume.sources.size()) : std::string("off"),
       c.webhooks.size());
   return 0;
 }
@@ -100,6 +107,17 @@ int CheckCommand(const std::string& path, const std::vector<std::string>& args, 
   CachingResolver cache(*client.value(), clock);
   CheckEnv env{*client.value(), clock, &cache};
   env.stop = &g_stop;
+  // Warm-up reads the counts the daemon keeps, when there are any; check writes nothing.
+  std::unique_ptr<VolumeStore> volume;
+  if (WarmupCheckEnabled(*config) && access((config->agent.state_dir + "/volume.db").c_str(), R_OK) == 0) {
+    auto opened = VolumeStore::Open(config->agent.state_dir);
+    if (!opened.ok()) {
+      std::cerr << opened.error() << "\n";
+      return 1;
+    }
+    volume = std::move(opened).value();
+    env.volume = volume.get();
+  }
   auto checks = MakeChecks(*config, env, targets.value().families());
   Scheduler scheduler(checks, cache, clock);
   CycleOptions options;
@@ -290,6 +308,19 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
   CheckEnv env{*client.value(), clock, &cache};
   env.mx_history = &mx_history;
   env.stop = &g_stop;
+  // Volume: its own database, fed by the log ingester and POST /api/v1/volume.
+  std::unique_ptr<VolumeStore> volume;
+  std::unique_ptr<VolumeIngester> ingester;
+  if (WarmupCheckEnabled(*config)) {
+    auto opened = VolumeStore::Open(config->agent.state_dir);
+    if (!opened.ok()) {
+      log::Error(opened.error());
+      return 1;
+    }
+    volume = std::move(opened).value();
+    env.volume = volume.get();
+    if (!config->volume.sources.empty()) ingester = std::make_unique<VolumeIngester>(config->volume, *volume, clock);
+  }
   auto checks = MakeChecks(*config, env, targets.families());
   Scheduler scheduler(checks, cache, clock);
 
@@ -314,6 +345,7 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
   HttpServer server(listen.empty() ? config->agent.listen_address : listen);
   AddStandardRoutes(server, StandardRoutes{{exporter}, [&ready] { return ready.load(); }});
   AddApiRoutes(server, *config, *store.value());
+  if (volume) AddVolumeRoutes(server, *config, *volume, clock);
   // A one-shot run (cron, a benchmark) serves HTTP only when asked to, so it never
   // collides with a daemon already listening on the configured address.
   const bool serve = !once || !listen.empty();
@@ -327,6 +359,10 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
                         config->dnsbl.size(),
                         serve ? "; listening on " + server.listen_address() : ""));
   InstallSignalHandlers();
+  if (ingester) {  // what the logs hold now counts in the first cycle; the thread follows from there
+    if (Status s = ingester->CatchUp(); !s.ok()) log::Error(s.message());
+    if (!once) ingester->Start();
+  }
 
   // The first cycle runs as fast as the DNS rate limits allow so the agent is ready
   // soon after start; later cycles spread their lookups over 90% of the interval.
@@ -346,6 +382,7 @@ int RunCommand(const std::string& path, bool once, std::string listen, const Sha
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   if (sender) sender->Stop();
+  if (ingester) ingester->Stop();
   log::Info(g_stop ? "stopping on signal" : "done");
   return 0;
 }

@@ -28,10 +28,12 @@ struct Target {
 // about (SPF records, HELO names). Both are served by the same Poll loop.
 class SmtpDialer;
 class MxHistory;
+class VolumeStore;
 
 // The MX probe also needs `dialer` (agent/smtp_dialer.h); `mx_history` (checks/mx_probe.h),
 // when set, holds the last results so min_interval spans restarts; `stop`, when set,
 // makes probes not yet started end at once (reusing the last result) so shutdown is quick.
+// The warm-up check needs `volume` (agent/volume_store.h); without it, it does not run.
 struct CheckEnv {
   Resolver& resolver;
   Clock& clock;
@@ -39,6 +41,7 @@ struct CheckEnv {
   SmtpDialer* dialer = nullptr;
   MxHistory* mx_history = nullptr;
   const std::atomic<bool>* stop = nullptr;
+  VolumeStore* volume = nullptr;
   Resolver& SharedResolver() const { return shared ? *shared : resolver; }
 };
 

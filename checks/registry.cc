@@ -9,6 +9,7 @@
 #include "checks/fcrdns.h"
 #include "checks/mx_probe.h"
 #include "checks/spf.h"
+#include "checks/warmup.h"
 
 namespace repwatch {
 namespace {
@@ -39,6 +40,11 @@ const std::vector<CheckKind>& Kinds() {
                 std::any_of(c.ranges.begin(), c.ranges.end(), [](const RangeConfig& r) { return r.mx_probe; });
        },
        [](const Config& c, CheckEnv env, const std::set<Family>&) { return std::make_unique<MxProbeCheck>(c, env); }},
+      {"warmup", WarmupCheckEnabled,
+       [](const Config& c, CheckEnv env, const std::set<Family>&) -> std::unique_ptr<Check> {
+         if (!env.volume) return nullptr;  // `repwatch check` without a state directory to read
+         return std::make_unique<WarmupCheck>(c, env, *env.volume);
+       }},
   };
   return kinds;
 }
@@ -48,7 +54,8 @@ const std::vector<CheckKind>& Kinds() {
 std::vector<std::unique_ptr<Check>> MakeChecks(const Config& config, CheckEnv env, const std::set<Family>& families) {
   std::vector<std::unique_ptr<Check>> out;
   for (const auto& kind : Kinds())
-    if (kind.enabled(config)) out.push_back(kind.make(config, env, families));
+    if (kind.enabled(config))
+      if (auto check = kind.make(config, env, families)) out.push_back(std::move(check));
   return out;
 }
 

@@ -10,6 +10,7 @@
 
 #include "agent/ip.h"
 #include "agent/smtp_reply.h"
+#include "checks/warmup_schedule.h"
 
 namespace repwatch {
 
@@ -120,6 +121,24 @@ struct MxProbeResult {
   Verdict verdict() const;
 };
 
+// Warm-up (checks/warmup.h): today's (UTC) volume, and where the address stands on its ramp.
+struct VolumeReport {
+  uint64_t delivered = 0, deferred = 0, bounced = 0;
+};
+
+struct WarmupReport {
+  std::string schedule;
+  std::string start;                   // "YYYY-MM-DD", the ramp's day 0
+  std::string origin;                  // "config" (warmup_start) | "auto" (first seen sending, or after idle_days)
+  int day = 0;                         // today's ramp day
+  uint64_t allowance = 0;              // today's
+  uint64_t sent = 0;                   // today's attempts so far
+  double ratio = 0;                    // sent / allowance
+  WarmupSignal signal = WarmupSignal::kOk;
+  std::string detail;                  // the numbers behind the signal
+  // ahead / backoff -> kProblem for their streams; see AlertTracker.
+};
+
 // One address's results from one pass of every enabled check.
 struct IpReport {
   IpAddress ip;
@@ -128,6 +147,8 @@ struct IpReport {
   std::optional<FcrdnsReport> fcrdns;
   std::optional<std::vector<SpfDomainResult>> spf;    // one per spf_domains entry of the range
   std::optional<std::vector<MxProbeResult>> mx;       // one per [mx_probe] domain; absent when the range is not probed
+  std::optional<VolumeReport> volume;                 // absent when the address sent nothing today
+  std::optional<WarmupReport> warmup;                 // absent when the address is not warming up
 };
 
 // Cycle-level results (not tied to one address).

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <ctime>
 
 namespace repwatch {
@@ -174,6 +175,17 @@ std::optional<std::vector<MxProbeResult>> MxFromJson(const nlohmann::json& j) {
     out.push_back(std::move(r));
   }
   return out;
+}
+
+J VolumeJson(const VolumeReport& v) {
+  return {{"delivered", v.delivered}, {"deferred", v.deferred}, {"bounced", v.bounced}};
+}
+
+J WarmupJson(const WarmupReport& w) {
+  return {{"schedule", w.schedule},   {"start", w.start}, {"origin", w.origin},
+          {"day", w.day},             {"allowance", w.allowance}, {"sent", w.sent},
+          {"ratio", std::round(w.ratio * 1000) / 1000}, {"signal", WarmupSignalName(w.signal)},
+          {"detail", w.detail}};
 }
 
 }  // namespace repwatch

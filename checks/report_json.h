@@ -26,4 +26,9 @@ std::optional<std::vector<SpfDomainResult>> SpfFromJson(const nlohmann::json& j)
 nlohmann::ordered_json MxJson(const std::vector<MxProbeResult>& results);
 std::optional<std::vector<MxProbeResult>> MxFromJson(const nlohmann::json& j);
 
+// {"delivered","deferred","bounced"}
+nlohmann::ordered_json VolumeJson(const VolumeReport& volume);
+// {"schedule","start","origin","day","allowance","sent","ratio","signal","detail"}
+nlohmann::ordered_json WarmupJson(const WarmupReport& warmup);
+
 }  // namespace repwatch

@@ -7,6 +7,7 @@
 
 #include "agent/targets.h"
 #include "build_info.h"
+#include "checks/warmup.h"
 #include "exporters/webhooks.h"
 
 namespace repwatch {
@@ -23,6 +24,13 @@ constexpr const char* kSpfPermissive = "repwatch_spf_permissive";
 constexpr const char* kMxNotOk = "repwatch_mx_not_ok";
 constexpr const char* kMxIps = "repwatch_mx_ips";
 constexpr const char* kMxTlsIps = "repwatch_mx_tls_ips";
+constexpr const char* kWarmupDay = "repwatch_warmup_day";
+constexpr const char* kWarmupAllowance = "repwatch_warmup_allowance";
+constexpr const char* kWarmupSent = "repwatch_warmup_sent";
+constexpr const char* kWarmupRatio = "repwatch_warmup_ratio";
+constexpr const char* kWarmupSignal = "repwatch_warmup_signal";
+constexpr const char* kWarmupIps = "repwatch_warmup_ips";
+constexpr const char* kVolumeToday = "repwatch_volume_today";
 
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
@@ -52,6 +60,13 @@ constexpr MetricHelp kCheckMetrics[] = {
     {kMxNotOk, "1 while the receiver's last answer to a session from the address was not ok (class and reply in labels)."},
     {kMxIps, "Addresses per MX probe class in the last cycle, per range and receiver domain."},
     {kMxTlsIps, "Addresses per STARTTLS outcome (ok, name_mismatch, failed, not_offered), per range and receiver domain."},
+    {kWarmupDay, "Today's day on the warm-up ramp (0 = the first day), per address warming up."},
+    {kWarmupAllowance, "Today's warm-up allowance in messages, per address warming up."},
+    {kWarmupSent, "Today's (UTC) delivery attempts so far, per address warming up."},
+    {kWarmupRatio, "Today's attempts divided by today's allowance, per address warming up."},
+    {kWarmupSignal, "1 for the address's warm-up signal: ok, ahead, backoff or stalled."},
+    {kWarmupIps, "Addresses per warm-up signal in the last cycle, per range."},
+    {kVolumeToday, "Today's (UTC) delivery attempts per outcome (delivered, deferred, bounced), per range."},
 };
 
 MetricFamily NewFamily(std::string name, std::string help, MetricType type) {
@@ -139,6 +154,8 @@ void AddChecks(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
       for (const auto& labels : it->second) AddSample(f, ToLabels(labels), 1);
     if (auto it = s.counts.find(m.name); it != s.counts.end())
       for (const auto& [labels, n] : it->second) AddSample(f, ToLabels(labels), static_cast<double>(n));
+    if (auto it = s.values.find(m.name); it != s.values.end())
+      for (const auto& [labels, v] : it->second) AddSample(f, ToLabels(labels), v);
     out.push_back(std::move(f));
   }
 }
@@ -238,6 +255,12 @@ SnapshotBuilder::SnapshotBuilder(const Config& config)
       for (const std::string& domain : range.spf_domains)
         for (const char* result : {"pass", "fail", "softfail", "neutral", "none", "permerror", "temperror"})
           snap_->counts[kSpfIps][{{"range", range.name}, {"domain", domain}, {"result", result}}] = 0;
+    if (WarmupCheckEnabled(config)) {
+      for (const char* signal : {"ok", "ahead", "backoff", "stalled", "completed"})
+        snap_->counts[kWarmupIps][{{"range", range.name}, {"signal", signal}}] = 0;
+      for (const char* outcome : {"delivered", "deferred", "bounced"})
+        snap_->counts[kVolumeToday][{{"range", range.name}, {"outcome", outcome}}] = 0;
+    }
     if (config.mx_probe.enabled && range.mx_probe)
       for (const std::string& domain : config.mx_probe.domains) {
         for (const char* cls : {"ok", "blocked_by_list", "reputation_block", "rate_limit", "greylist", "policy_failure",
@@ -297,6 +320,30 @@ void SnapshotBuilder::AddMx(const IpReport& report, const std::vector<MxProbeRes
   }
 }
 
+void SnapshotBuilder::AddWarmup(const IpReport& report) {
+  if (report.volume) {
+    snap_->counts[kVolumeToday][{{"range", report.range}, {"outcome", "delivered"}}] += report.volume->delivered;
+    snap_->counts[kVolumeToday][{{"range", report.range}, {"outcome", "deferred"}}] += report.volume->deferred;
+    snap_->counts[kVolumeToday][{{"range", report.range}, {"outcome", "bounced"}}] += report.volume->bounced;
+  }
+  if (!report.warmup) return;
+  const WarmupReport& w = *report.warmup;
+  const std::string signal(WarmupSignalName(w.signal));
+  ++snap_->counts[kWarmupIps][{{"range", report.range}, {"signal", signal}}];
+  if (w.signal == WarmupSignal::kCompleted) return;  // off the ramp: no per-address series
+  const MetricsSnapshot::LabelSet ip = {{"ip", report.ip.ToString()}, {"range", report.range}};
+  auto with = [&ip](const char* key, const std::string& value) {
+    MetricsSnapshot::LabelSet l = ip;
+    l[key] = value;
+    return l;
+  };
+  snap_->values[kWarmupDay].emplace_back(with("schedule", w.schedule), w.day);
+  snap_->values[kWarmupAllowance].emplace_back(ip, static_cast<double>(w.allowance));
+  snap_->values[kWarmupSent].emplace_back(ip, static_cast<double>(w.sent));
+  snap_->values[kWarmupRatio].emplace_back(ip, w.ratio);
+  snap_->problems[kWarmupSignal].push_back(with("signal", signal));
+}
+
 void SnapshotBuilder::AddStored(const IpReport& report) {
   if (!snap_) return;
   const RangeConfig* range = RangeOf(report.ip, ranges_);
@@ -312,6 +359,7 @@ void SnapshotBuilder::Add(const IpReport& report) {
   if (report.fcrdns) AddFcrdns(report, *report.fcrdns);
   if (report.spf) AddSpf(report, *report.spf);
   if (report.mx) AddMx(report, *report.mx);
+  AddWarmup(report);
   if (!report.dnsbl) return;
   const std::string ip = report.ip.ToString();
   for (const DnsblZoneResult& r : *report.dnsbl) {

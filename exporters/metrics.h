@@ -29,6 +29,14 @@
 //   repwatch_mx_ips{range,domain,class}               gauge, addresses per MX probe class
 //   repwatch_mx_tls_ips{range,domain,tls}             gauge, addresses per STARTTLS outcome
 //                                                     (ok | name_mismatch | failed | not_offered)
+//   For addresses on a warm-up ramp (not those that completed it):
+//   repwatch_warmup_day{ip,range,schedule}            gauge, today's ramp day (0 = the first)
+//   repwatch_warmup_allowance{ip,range}               gauge, today's allowance (messages)
+//   repwatch_warmup_sent{ip,range}                    gauge, today's attempts so far
+//   repwatch_warmup_ratio{ip,range}                   gauge, sent / allowance
+//   repwatch_warmup_signal{ip,range,signal}           gauge 1 (ok | ahead | backoff | stalled)
+//   repwatch_warmup_ips{range,signal}                 gauge, addresses per signal (completed included)
+//   repwatch_volume_today{range,outcome}              gauge, today's (UTC) attempts per outcome
 //   repwatch_targets{range}                           gauge, addresses checked in the last cycle
 //   repwatch_cycle_duration_seconds                   gauge, the last cycle
 //   repwatch_last_cycle_success_timestamp_seconds     gauge, omitted until a cycle succeeded
@@ -87,6 +95,8 @@ struct MetricsSnapshot {
   using LabelSet = std::map<std::string, std::string>;
   std::map<std::string, std::vector<LabelSet>, std::less<>> problems;
   std::map<std::string, std::map<LabelSet, size_t>, std::less<>> counts;
+  // Per-address gauges with a value (warm-up day, allowance, ...), by metric name.
+  std::map<std::string, std::vector<std::pair<LabelSet, double>>, std::less<>> values;
   bool have_cycle = false;
   // Built at start-up from the state store, before this process finished a cycle:
   // listings, listed counts, zone health and the last success time are the stored
@@ -129,6 +139,7 @@ class SnapshotBuilder {
   void AddFcrdns(const IpReport& report, const FcrdnsReport& r);
   void AddSpf(const IpReport& report, const std::vector<SpfDomainResult>& results);
   void AddMx(const IpReport& report, const std::vector<MxProbeResult>& results);
+  void AddWarmup(const IpReport& report);
 
   std::vector<RangeConfig> ranges_;  // a copy: the builder may outlive the Config it was made from
   std::shared_ptr<MetricsSnapshot> snap_;

@@ -32,6 +32,8 @@ nlohmann::ordered_json IpReportJson(const IpReport& report) {
   if (report.fcrdns) j["fcrdns"] = FcrdnsJson(*report.fcrdns);
   if (report.spf) j["spf"] = SpfJson(*report.spf);
   if (report.mx) j["mx"] = MxJson(*report.mx);
+  if (report.volume) j["volume"] = VolumeJson(*report.volume);
+  if (report.warmup) j["warmup"] = WarmupJson(*report.warmup);
   return j;
 }
 
@@ -125,6 +127,9 @@ std::string IpReportTableRow(const IpReport& report) {
     spf = cell;
     notes.insert(notes.end(), more.begin(), more.end());
   }
+  if (report.warmup && report.warmup->signal != WarmupSignal::kOk)
+    notes.push_back(fmt::format("warm-up {} (day {} of {}): {}", WarmupSignalName(report.warmup->signal),
+                                report.warmup->day, report.warmup->schedule, report.warmup->detail));
   if (report.mx) {
     auto [cell, more] = MxCell(*report.mx);
     mx = cell;

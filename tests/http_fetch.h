@@ -19,7 +19,9 @@ struct Reply {
   std::string body;
 };
 
-inline Reply Fetch(int port, const std::string& method, const std::string& target, const std::string& body = "") {
+// `headers`: extra header lines, each ending in "\r\n".
+inline Reply Fetch(int port, const std::string& method, const std::string& target, const std::string& body = "",
+                   const std::string& headers = "") {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
   sockaddr_in addr{};
@@ -29,6 +31,7 @@ inline Reply Fetch(int port, const std::string& method, const std::string& targe
   REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   std::string request = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
   if (!body.empty()) request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  request += headers;
   request += "\r\n" + body;
   REQUIRE(send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
   std::string raw;

@@ -68,8 +68,8 @@ TEST_CASE("every config error has file:line:col and a clear message", "[config]"
   const ErrorCase cases[] = {
       {"syntax", "[dns\n", "t.toml:1:5: "},
       {"unknown key", kDns + "foo = 1\n", "t.toml:3:1: unknown key 'foo' in [dns]"},
-      {"unknown section", kDns + "[warmup]\nschedules = []\n",
-       "t.toml:3:2: unknown section [warmup] (not supported by this release)"},
+      {"unknown section", kDns + "[reputation]\nscore = []\n",
+       "t.toml:3:2: unknown section [reputation] (not supported by this release)"},
       {"unknown top-level key", "verbose = true\n" + kDns, "t.toml:1:1: unknown key 'verbose' at top level"},
       {"fcrdns enabled type", kDns + "[fcrdns]\nenabled = \"yes\"\n",
        "t.toml:4:11: fcrdns.enabled must be true or false, not a string"},
@@ -717,8 +717,10 @@ TEST_CASE("the example config loads without errors or warnings", "[config]") {
   const std::string root = here.substr(0, here.rfind("tests/agent/"));
   unsetenv("REPWATCH_DQS_KEY");
   setenv("REPWATCH_ONCALL_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
+  setenv("REPWATCH_API_TOKEN", "a-long-enough-api-token-for-tests", 1);
   auto cfg = LoadConfig(root + "configs/example.toml");
   unsetenv("REPWATCH_ONCALL_SECRET");
+  unsetenv("REPWATCH_API_TOKEN");
   INFO((cfg.ok() ? std::string() : cfg.error()));
   REQUIRE(cfg.ok());
   const Config& c = cfg.value();
@@ -736,6 +738,10 @@ TEST_CASE("the example config loads without errors or warnings", "[config]") {
   CHECK(c.mx_probe.domains.size() == ReceiverCatalogue().size() + 1);
   CHECK(c.mx_probe.domains.back() == "mx.partner.example");
   CHECK(c.mx_probe.rcpt_to == "postmaster@{domain}");
+  REQUIRE(c.volume.sources.size() == 2);
+  CHECK(c.volume.sources[0].tags.size() == 2);
+  CHECK(c.api.token.size() >= 16);
+  CHECK(c.warmup.schedules.size() == 1);
 }
 
 TEST_CASE("a missing config file is reported", "[config]") {
