@@ -6,6 +6,8 @@
 # Spamhaus does to an open resolver), checks two ranges once, and runs the
 # agent to show its Prometheus metrics. Then unbound serves PTR, A, AAAA, CNAME,
 # MX and TXT data and `repwatch check` shows the FCrDNS, HELO and SPF verdicts.
+# Last, a real Postfix answers each sending address as a reputation-blocking,
+# rate-limiting or greylisting receiver would, and the MX probe classifies it.
 # Everything is stopped by PID at the end.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -73,5 +75,23 @@ say "repwatch check --config.file=... ${targets[*]}"
 say "the same as JSON, one address: repwatch check --json ... ${targets[0]}"
 "$REPWATCH" check --config.file="$LAB_DIR/dns/repwatch.toml" --json "${targets[0]}" | python3 -m json.tool || true
 
-say "stopping rbldnsd, unbound and the silent server"
+say "MX probes: a real Postfix answers each sending address differently (tests/lab/mxdata.py)"
+MX="$LAB_DIR/mx"
+python3 "$LAB_ROOT/mxdata.py" fixture "$MX" --dns "127.0.0.56:5353" --state-dir "$LAB_DIR/state3" \
+  --maillog "$LAB_DIR/postfix-maillog.log" >/dev/null
+lab_unbound "$MX/unbound.conf" "127.0.0.56:5353"
+lab_postfix "$MX/postfix"
+lab_mx_receivers "$MX"
+mapfile -t sources < <(python3 "$LAB_ROOT/mxdata.py" targets "$MX")
+say "its [mx_probe] section:"
+sed -n '/^\[mx_probe\]/,/^$/p' "$MX/repwatch.toml" | sed 's/^/  /'
+say "repwatch check --config.file=... ${sources[*]}   (sessions to the same host run one at a time)"
+"$REPWATCH" check --config.file="$MX/repwatch.toml" "${sources[@]}" || true
+say "one address as JSON: repwatch check --json ... ${sources[2]}"
+"$REPWATCH" check --config.file="$MX/repwatch.toml" --json "${sources[2]}" | python3 -m json.tool || true
+say "the same catalogue by hand: repwatch classify"
+"$REPWATCH" classify 'status=deferred (host gmail-smtp-in.l.google.com[142.250.1.26] said: 421-4.7.28 [192.0.2.7] Gmail has detected an unusual rate of unsolicited mail originating from your IP address. 421 4.7.28 To protect our users from spam, mail sent from your IP address has been temporarily rate limited.)'
+"$REPWATCH" classify --json '553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.7, because the ip is in Spamhaus'"'"'s list; see https://postmaster.yahooinc.com/error-codes'
+
+say "stopping rbldnsd, unbound, Postfix and the other lab servers"
 echo "done: nothing was left running, nothing left the machine."

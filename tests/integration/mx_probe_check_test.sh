@@ -27,34 +27,18 @@ DNS_PORT=$(lab_free_port "$DNS_ADDR")
 DATA="$LAB_DIR/mx"
 MAILLOG="$LAB_DIR/postfix-maillog.log"   # in LAB_DIR: shown with the other logs on failure
 
-# start_server KIND ADDR:PORT: `mxdata.py serve-KIND`, logging to $DATA/KIND.jsonl.
-start_server() {
-  local kind=$1 listen=$2
-  lab_spawn "$kind" python3 "$MXDATA" "serve-$kind" "$listen" --log "$DATA/$kind.jsonl" \
-    --ready-file "$LAB_DIR/$kind.ready"
-  local pid=$LAB_LAST_PID deadline=$((SECONDS + 20))
-  until [[ -s $LAB_DIR/$kind.ready ]]; do
-    lab_alive "$pid" || lab_die "$kind server exited (see $kind.log)"
-    ((SECONDS < deadline)) || lab_die "$kind server did not listen within 20s"
-    sleep 0.05
-  done
-}
 
 python3 "$MXDATA" fixture "$DATA" --dns "$DNS_ADDR:$DNS_PORT" --state-dir "$LAB_DIR/state" --maillog "$MAILLOG"
 mapfile -t targets < <(python3 "$MXDATA" targets "$DATA")
 # Where /etc/resolv.conf points in the namespace: it logs any query, and nothing
 # (not Postfix, not the probe) may send one.
-start_server sentinel 127.0.0.1:53
+lab_mx_server sentinel 127.0.0.1:53 "$DATA"
 lab_unbound "$DATA/unbound.conf" "$DNS_ADDR:$DNS_PORT"
 UNBOUND_PID=$LAB_LAST_PID
 lab_postfix "$DATA/postfix"
 POSTFIX_PID=$LAB_LAST_PID
 # The servers that are not Postfix: their addresses are in lab.json, port 25.
-for kind in silent tarpit; do
-  start_server "$kind" "$(python3 -c 'import json, sys
-print(next(a for a, k in json.load(open(sys.argv[1]))["services"].items() if k == sys.argv[2]))' \
-    "$DATA/lab.json" "$kind"):25"
-done
+lab_mx_receivers "$DATA"
 lab_log "unbound on $DNS_ADDR:$DNS_PORT; Postfix, silent and tarpit on port 25 of 127.0.0.25-29"
 
 # The lab itself first: a broken lab must not look like a broken agent.

@@ -49,18 +49,6 @@ HOOK_ADDR=127.0.0.61
 HOOKS="$LAB_DIR/hooks.jsonl"
 WEB_ADDR=127.0.0.1
 
-# start_server KIND ADDR:PORT: `mxdata.py serve-KIND`, logging to $DATA/KIND.jsonl.
-start_server() {
-  local kind=$1 listen=$2
-  lab_spawn "$kind" "${MXDATA[@]}" "serve-$kind" "$listen" --log "$DATA/$kind.jsonl" \
-    --ready-file "$LAB_DIR/$kind.ready"
-  local pid=$LAB_LAST_PID deadline=$((SECONDS + 20))
-  until [[ -s $LAB_DIR/$kind.ready ]]; do
-    lab_alive "$pid" || lab_die "$kind server exited (see $kind.log)"
-    ((SECONDS < deadline)) || lab_die "$kind server did not listen within 20s"
-    sleep 0.05
-  done
-}
 
 promtool_clean() {
   local out rc=0
@@ -99,16 +87,12 @@ run_once() {
 # (socket.getfqdn) as it binds, which the sentinel would count.
 HOOK_PORT=$(lab_free_port "$HOOK_ADDR")
 lab_webhook_receiver recv "$HOOK_ADDR:$HOOK_PORT" "$HOOKS"
-start_server sentinel 127.0.0.1:53   # where resolv.conf points: nothing may ask it
+lab_mx_server sentinel 127.0.0.1:53 "$DATA"   # where resolv.conf points: nothing may ask it
 lab_unbound "$DATA/unbound.conf" "$DNS_ADDR:$DNS_PORT"
 UNBOUND_PID=$LAB_LAST_PID
 lab_postfix "$DATA/postfix"
 POSTFIX_PID=$LAB_LAST_PID
-for kind in silent tarpit; do
-  start_server "$kind" "$(python3 -c 'import json, sys
-print(next(a for a, k in json.load(open(sys.argv[1]))["services"].items() if k == sys.argv[2]))' \
-    "$DATA/lab.json" "$kind"):25"
-done
+lab_mx_receivers "$DATA"
 lab_check "lab: every source gets from every receiver what the fixture says" "${MXDATA[@]}" verify-lab "$DATA"
 
 python3 -c 'import base64, os; print("whsec_" + base64.b64encode(os.urandom(32)).decode())' >"$LAB_DIR/hook.secret"

@@ -346,3 +346,29 @@ lab_summary() {
   printf '%s: %d passed, %d failed\n' "${0##*/}" "$LAB_PASSED" "$LAB_FAILED"
   ((LAB_FAILED == 0))
 }
+
+# lab_mx_server KIND ADDR:PORT DATA: one of mxdata.py's servers (sentinel, silent,
+# tarpit), logging what it sees to DATA/KIND.jsonl; returns once it listens.
+lab_mx_server() {
+  local kind=$1 listen=$2 data=$3
+  lab_spawn "$kind" python3 "$LAB_ROOT/mxdata.py" "serve-$kind" "$listen" --log "$data/$kind.jsonl" \
+    --ready-file "$LAB_DIR/$kind.ready"
+  local pid=$LAB_LAST_PID deadline=$((SECONDS + 20))
+  until [[ -s $LAB_DIR/$kind.ready ]]; do
+    lab_alive "$pid" || lab_die "$kind server exited (see $kind.log)"
+    ((SECONDS < deadline)) || lab_die "$kind server did not listen within 20s"
+    sleep 0.05
+  done
+}
+
+# lab_mx_receivers DATA: the MX lab's receivers that are not Postfix (the silent
+# and the tarpit one), on port 25 of the addresses the fixture's lab.json gives them.
+lab_mx_receivers() {
+  local data=$1 kind addr
+  for kind in silent tarpit; do
+    addr=$(python3 -c 'import json, sys
+print(next(a for a, k in json.load(open(sys.argv[1]))["services"].items() if k == sys.argv[2]))' \
+      "$data/lab.json" "$kind")
+    lab_mx_server "$kind" "$addr:25" "$data"
+  done
+}
