@@ -524,3 +524,56 @@ TEST_CASE("AlertTracker: a stored MX rejection is old news after a restart", "[a
 
 }  // namespace
 }  // namespace repwatch
+
+namespace repwatch {
+namespace {
+
+IpReport WarmupIpReport(const char* ip, WarmupSignal signal, uint64_t sent) {
+  IpReport r;
+  r.ip = IpAddress::Parse(ip).value();
+  r.range = "acme";
+  WarmupReport& w = r.warmup.emplace();
+  w.schedule = "double-30";
+  w.start = "2026-09-18";
+  w.origin = "auto";
+  w.day = 3;
+  w.allowance = 400;
+  w.sent = sent;
+  w.ratio = static_cast<double>(sent) / 400;
+  w.signal = signal;
+  w.detail = "numbers";
+  r.volume = VolumeReport{sent, 0, 0};
+  return r;
+}
+
+TEST_CASE("AlertTracker: warm-up signals raise warmup.* once per episode, with no clearing event", "[alerts][warmup]") {
+  Agent a;
+  a.Cycle({WarmupIpReport("192.0.2.8", WarmupSignal::kOk, 100)});
+  CHECK(Outbox(a.tmp.path).empty());
+  a.Cycle({WarmupIpReport("192.0.2.8", WarmupSignal::kAhead, 500)});  // one cycle raises
+  a.Cycle({WarmupIpReport("192.0.2.8", WarmupSignal::kAhead, 600)});  // still ahead: nothing new
+  CHECK(Outbox(a.tmp.path) == std::vector<std::string>{"everything warmup.ahead acme 192.0.2.8"});
+  a.Cycle({WarmupIpReport("192.0.2.8", WarmupSignal::kBackoff, 600)});  // ahead ends silently, backoff raises
+  a.Cycle({WarmupIpReport("192.0.2.8", WarmupSignal::kOk, 300)});
+  a.Cycle({WarmupIpReport("192.0.2.8", WarmupSignal::kAhead, 700)});  // a new episode
+  a.Cycle({WarmupIpReport("192.0.2.8", WarmupSignal::kCompleted, 700)});
+  a.Cycle({WarmupIpReport("192.0.2.8", WarmupSignal::kCompleted, 700)});
+  CHECK(Outbox(a.tmp.path) == std::vector<std::string>{"everything warmup.ahead acme 192.0.2.8",
+                                                       "everything warmup.backoff acme 192.0.2.8",
+                                                       "everything warmup.ahead acme 192.0.2.8",
+                                                       "everything warmup.completed acme 192.0.2.8"});
+  const auto items = OutboxItems(a.tmp.path, "everything", "warmup.backoff");
+  REQUIRE(items.size() == 1);
+  CHECK(items[0]["signal"] == "backoff");
+  CHECK(items[0]["day"] == 3);
+  CHECK(items[0]["allowance"] == 400);
+  CHECK(items[0]["sent"] == 600);
+  CHECK(items[0]["ratio"] == 1.5);
+  CHECK(items[0]["detail"] == "numbers");
+  CHECK(items[0]["evidence"]["volume_today"]["delivered"] == 600);
+  CHECK(items[0]["range"] == "acme");
+  CHECK(EventTypesOf("warmup", "ahead").clear.empty());
+}
+
+}  // namespace
+}  // namespace repwatch
