@@ -1,8 +1,9 @@
 #include "checks/warmup_schedule.h"
 
-#include <algorithm>
 #include <catch2/catch.hpp>
-#include <limits>
+
+#include <algorithm>
+#include <functional>
 #include <stdexcept>
 
 using namespace repwatch;
