@@ -19,9 +19,9 @@
 #
 # The MTA log parsers' lines/s on one core against a memchr line split of the same
 # lines (no root, no namespace; tests/bench/log_parse_bench.cc says what it does).
-# Builds build-bench-logs/ (RelWithDebInfo, repwatch_log_bench only). Target: >= 200,000
-# lines/s for Postfix and Exim.
-#   scripts/bench.sh logs [--lines N] [--format postfix|exim|kumomta|powermta]... [--no-record]
+# Builds build-bench-logs/ (RelWithDebInfo, repwatch_log_bench only), unless --bench names
+# a binary built elsewhere. Target: >= 200,000 lines/s for Postfix and Exim.
+#   scripts/bench.sh logs [--lines N] [--format postfix|exim|kumomta|powermta]... [--bench BIN] [--no-record]
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
@@ -33,21 +33,27 @@ if [[ ${1:-} == logs ]]; then
   shift
   record=1
   bench_args=()
+  bench_bin=""
   while (($#)); do
     case $1 in
       --lines | --format) bench_args+=("$1" "$2"); shift 2 ;;
+      --bench) bench_bin=$(readlink -f "$2"); shift 2 ;;
       --no-record) record=0; shift ;;
-      *) echo "usage: $0 logs [--lines N] [--format NAME]... [--no-record]" >&2; exit 2 ;;
+      *) echo "usage: $0 logs [--lines N] [--format NAME]... [--bench BIN] [--no-record]" >&2; exit 2 ;;
     esac
   done
-  say "set-up and build (build-bench-logs/, repwatch_log_bench only)"
-  bash "$REPO_ROOT/scripts/setup.sh"
-  cmake -S "$REPO_ROOT" -B "$REPO_ROOT/build-bench-logs" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DREPWATCH_INTEGRATION_TESTS=OFF >/dev/null
-  cmake --build "$REPO_ROOT/build-bench-logs" -j2 --target repwatch_log_bench
+  if [[ -z $bench_bin ]]; then
+    say "set-up and build (build-bench-logs/, repwatch_log_bench only)"
+    bash "$REPO_ROOT/scripts/setup.sh"
+    cmake -S "$REPO_ROOT" -B "$REPO_ROOT/build-bench-logs" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DREPWATCH_INTEGRATION_TESTS=OFF >/dev/null
+    cmake --build "$REPO_ROOT/build-bench-logs" -j2 --target repwatch_log_bench
+    bench_bin="$REPO_ROOT/build-bench-logs/tests/repwatch_log_bench"
+  fi
+  [[ -x $bench_bin ]] || { echo "no benchmark binary at $bench_bin" >&2; exit 1; }
   say "parsing, pinned to CPU 0"
   bench_rc=0
-  summary=$(taskset -c 0 "$REPO_ROOT/build-bench-logs/tests/repwatch_log_bench" "${bench_args[@]}") || bench_rc=$?
+  summary=$(taskset -c 0 "$bench_bin" "${bench_args[@]}") || bench_rc=$?
   echo "$summary"
   if ((record)); then
     revision=$(git -C "$REPO_ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -58,7 +64,8 @@ if [[ ${1:-} == logs ]]; then
       printf '\n## %s — MTA log parsers, revision %s%s\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$revision" "$dirty"
       printf 'Machine: %s cores, %s, load average %s. RelWithDebInfo (-O2), pinned to one core. ' \
         "$(nproc)" "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-      printf 'Command: `scripts/bench.sh logs%s`\n\n' "${bench_args[*]:+ ${bench_args[*]}}"
+      printf 'Command: `scripts/bench.sh logs%s%s`\n\n' "${bench_args[*]:+ ${bench_args[*]}}" \
+        "$([[ $bench_bin == "$REPO_ROOT/build-bench-logs/tests/repwatch_log_bench" ]] || echo ' --bench BIN')"
       printf '%s\n' "$summary"
     } >>"$REPO_ROOT/docs/benchmarks.md"
     echo "(appended to docs/benchmarks.md)"
