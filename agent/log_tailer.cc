@@ -86,7 +86,9 @@ class LogTailer::Impl {
 };
 
 // The first open: the stored position's file when it is still there (at `path` or,
-// rotated, beside it), else `path` from 0.
+// rotated, beside it), else `path` from 0. The file is known by its inode alone: all
+// candidates are in one directory, and a device number can change across a reboot
+// (device mapper, overlay file systems), which must not read a whole log again.
 Status LogTailer::Impl::OpenFirst() {
   int fd = OpenRead(path_);
   if (fd < 0 && errno != ENOENT) return ReadError(path_, errno);
@@ -98,7 +100,7 @@ Status LogTailer::Impl::OpenFirst() {
   }
   if (start_) {
     const TailPosition want = *start_;
-    if (fd >= 0 && static_cast<uint64_t>(st.st_dev) == want.device && static_cast<uint64_t>(st.st_ino) == want.inode) {
+    if (fd >= 0 && static_cast<uint64_t>(st.st_ino) == want.inode) {
       if (static_cast<uint64_t>(st.st_size) < want.offset) {  // truncated while we were down
         ++stats_.truncations;
         Adopt(fd, st, 0);
@@ -110,8 +112,7 @@ Status LogTailer::Impl::OpenFirst() {
     }
     if (int old = FindRotated(want); old >= 0) {
       struct stat ost {};
-      if (fstat(old, &ost) == 0 && static_cast<uint64_t>(ost.st_ino) == want.inode &&
-          static_cast<uint64_t>(ost.st_dev) == want.device) {
+      if (fstat(old, &ost) == 0 && static_cast<uint64_t>(ost.st_ino) == want.inode) {
         if (fd >= 0) close(fd);
         // Finished to its end first; Poll then moves on to `path` as after a rename.
         Adopt(old, ost, static_cast<uint64_t>(ost.st_size) < want.offset ? 0 : want.offset);
@@ -127,7 +128,7 @@ Status LogTailer::Impl::OpenFirst() {
   return Status::Ok();
 }
 
-// A file in path's directory whose name starts with path's base name and that is
+// A file in path's directory whose name starts with path's base name and that has
 // the inode `want` names ("mainlog.1", "mail.log-20261123"); -1 when none.
 int LogTailer::Impl::FindRotated(const TailPosition& want) const {
   const size_t slash = path_.rfind('/');
@@ -142,8 +143,7 @@ int LogTailer::Impl::FindRotated(const TailPosition& want) const {
     if (e->d_ino != want.inode) continue;
     const std::string candidate = dir + "/" + std::string(name);
     struct stat st {};
-    if (stat(candidate.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_ino) != want.inode ||
-        static_cast<uint64_t>(st.st_dev) != want.device || !S_ISREG(st.st_mode))
+    if (stat(candidate.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_ino) != want.inode || !S_ISREG(st.st_mode))
       continue;
     found = OpenRead(candidate);
     if (found >= 0) break;

@@ -225,6 +225,11 @@ TEST_CASE("tailer: restart from a stored position in the same file", "[log_taile
   CHECK(t.position() == stored);  // before the first poll: where it will start
   CHECK(Poll(t) == Lines{"cc", "d"});
   CHECK(t.stats().rotations == 0);
+
+  // After a reboot that renumbered the device: the inode still names the file.
+  Append(path, "e\n");
+  LogTailer renumbered(path, TailPosition{stored.device + 1, stored.inode, t.position().offset});
+  CHECK(Poll(renumbered) == Lines{"e"});
 }
 
 TEST_CASE("tailer: restart after a rotation that happened while down", "[log_tailer]") {
