@@ -7,7 +7,7 @@ Kubernetes (deploy/kubernetes): the StatefulSet passes --shard.count equal to it
 replicas and --shard.index from the pod ordinal; its selector, the headless
 Service's and the PodMonitor's select the pod template's labels; the container
 port is the config's listen port and is the port name the Service and PodMonitor
-use; the probes use routes the HTTP server has; the state volume is mounted at
+use; the PodMonitor's job is the one the alert rules name; the probes use routes the HTTP server has; the state volume is mounted at
 state_dir; every secret file the config names is in the mounted Secret; the
 ConfigMap's config passes `repwatch validate`.
 systemd (deploy/systemd/repwatch.service): the hardening directives, ExecReload,
@@ -144,6 +144,11 @@ def check_kubernetes(root, binary):
     endpoints = pm["spec"]["podMetricsEndpoints"]
     check("k8s: the PodMonitor scrapes that port by name, at /metrics",
           [e.get("port") for e in endpoints] == [name] and all(e.get("path", "/metrics") == "/metrics" for e in endpoints))
+    with open(os.path.join(root, "configs/prometheus/repwatch-rules.yml")) as f:
+        jobs = set(re.findall(r'job="([^"]+)"', f.read()))
+    job = labels.get(pm["spec"].get("jobLabel", ""))
+    check("k8s: the PodMonitor's job label is the job the alert rules name", bool(jobs) and jobs == {job},
+          f"job {job!r}, rules {sorted(jobs)}")
     check("k8s: the Service's port targets it",
           [p.get("targetPort") for p in svc["spec"]["ports"]] in ([name], [int(port)]))
     routes = http_routes(root)
