@@ -17,7 +17,7 @@ LAB_PACKAGES=(
   rbldnsd dnsperf prometheus iproute2 util-linux
   ldnsutils dnsutils python3 curl sqlite3 time
   unbound python3-yaml python3-spf postfix openssl
-  systemd binutils
+  systemd binutils faketime
 )
 
 missing_packages() {
