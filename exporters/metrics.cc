@@ -230,6 +230,30 @@ void AddWebhooks(std::vector<MetricFamily>& out, const WebhookStats& stats) {
   for (MetricFamily* f : {&sent, &failures, &queue, &age, &disabled}) out.push_back(std::move(*f));
 }
 
+void AddVolumeSources(std::vector<MetricFamily>& out, const std::vector<SourceStats>& sources) {
+  MetricFamily lines = NewFamily("repwatch_volume_log_lines_total",
+                                 "Log lines read since start, by result: counted (a delivery attempt), ignored, "
+                                 "malformed, too_long (skipped whole).",
+                                 MetricType::Counter);
+  MetricFamily rotations = NewFamily("repwatch_volume_log_rotations_total",
+                                     "Log rotations followed since start, by kind: rename or truncate.",
+                                     MetricType::Counter);
+  MetricFamily up = NewFamily("repwatch_volume_log_up", "1 while the log source reads without error.",
+                              MetricType::Gauge);
+  for (const SourceStats& s : sources) {
+    // Every line is exactly one of: an event, ignored, malformed, or skipped too long
+    // (the tailer's count of lines handed out excludes the skipped ones).
+    AddSample(lines, {{"source", s.name}, {"result", "counted"}}, static_cast<double>(s.events));
+    AddSample(lines, {{"source", s.name}, {"result", "ignored"}}, static_cast<double>(s.ignored));
+    AddSample(lines, {{"source", s.name}, {"result", "malformed"}}, static_cast<double>(s.malformed));
+    AddSample(lines, {{"source", s.name}, {"result", "too_long"}}, static_cast<double>(s.long_lines));
+    AddSample(rotations, {{"source", s.name}, {"kind", "rename"}}, static_cast<double>(s.rotations));
+    AddSample(rotations, {{"source", s.name}, {"kind", "truncate"}}, static_cast<double>(s.truncations));
+    AddSample(up, {{"source", s.name}}, s.last_error.empty() ? 1 : 0);
+  }
+  for (MetricFamily* f : {&lines, &rotations, &up}) out.push_back(std::move(*f));
+}
+
 }  // namespace
 
 bool MetricsSnapshot::Listing::operator<(const Listing& o) const {
@@ -426,6 +450,11 @@ void MetricsExporter::SetWebhookStats(std::shared_ptr<const WebhookStats> stats)
   webhook_stats_ = std::move(stats);
 }
 
+void MetricsExporter::SetVolumeSources(std::function<std::vector<SourceStats>()> stats) {
+  std::lock_guard lock(mu_);
+  volume_sources_ = std::move(stats);
+}
+
 void MetricsExporter::Publish(std::shared_ptr<const MetricsSnapshot> snapshot) {
   std::lock_guard lock(mu_);
   snapshot_ = std::move(snapshot);
@@ -434,10 +463,12 @@ void MetricsExporter::Publish(std::shared_ptr<const MetricsSnapshot> snapshot) {
 std::vector<MetricFamily> MetricsExporter::Collect() const {
   std::shared_ptr<const MetricsSnapshot> snap;
   std::shared_ptr<const WebhookStats> webhooks;
+  std::vector<SourceStats> sources;
   {
     std::lock_guard lock(mu_);
     snap = snapshot_;
     webhooks = webhook_stats_;
+    if (volume_sources_) sources = volume_sources_();  // under mu_: the ingester cannot go away meanwhile
   }
   std::vector<MetricFamily> out;
   MetricFamily info = NewFamily("repwatch_build_info", "Version and git revision of this repwatch, always 1.",
@@ -446,6 +477,7 @@ std::vector<MetricFamily> MetricsExporter::Collect() const {
   out.push_back(std::move(info));
   AddDns(out, dns_stats_);
   if (webhooks) AddWebhooks(out, *webhooks);
+  if (!sources.empty()) AddVolumeSources(out, sources);
   if (snap && snap->have_cycle) AddSnapshot(out, *snap);
   std::erase_if(out, [](const MetricFamily& f) { return f.metric.empty(); });
   return out;

@@ -55,8 +55,16 @@
 //   repwatch_webhook_queue_items{sink}                gauge, event items not delivered yet
 //   repwatch_webhook_oldest_undelivered_age_seconds{sink}  gauge, age of the oldest of them (0 when none)
 //   repwatch_webhook_sink_disabled{sink}              gauge 1 while the sink is disabled (after a 410)
+// Once log-source statistics are given (SetVolumeSources), per [[volume.sources]] entry
+// (counters since this process started):
+//   repwatch_volume_log_lines_total{source,result}    counter, lines read: counted (a delivery attempt) |
+//                                                     ignored (another kind of line) | malformed |
+//                                                     too_long (skipped whole, over 1 MiB)
+//   repwatch_volume_log_rotations_total{source,kind}  counter, rotations followed: rename | truncate
+//   repwatch_volume_log_up{source}                    gauge 1 while the log reads without error
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -71,6 +79,7 @@
 #include "agent/config.h"
 #include "agent/dns_stats.h"
 #include "agent/state_store.h"
+#include "agent/volume_ingest.h"
 #include "checks/report.h"
 
 namespace repwatch {
@@ -156,12 +165,17 @@ class MetricsExporter final : public prometheus::Collectable {
   // The webhook sender's statistics (nullptr: no webhook families). Thread-safe; a
   // reload that rebuilds the sender hands over its new statistics here.
   void SetWebhookStats(std::shared_ptr<const WebhookStats> stats);
+  // Where the log-source families come from (VolumeIngester::Stats; empty: none),
+  // called at scrape time on the HTTP thread. Whoever owns the ingester clears it
+  // (SetVolumeSources({})) before the ingester goes away.
+  void SetVolumeSources(std::function<std::vector<SourceStats>()> stats);
 
  private:
   const DnsStats& dns_stats_;
   mutable std::mutex mu_;
   std::shared_ptr<const MetricsSnapshot> snapshot_;
   std::shared_ptr<const WebhookStats> webhook_stats_;
+  std::function<std::vector<SourceStats>()> volume_sources_;
 };
 
 }  // namespace repwatch

@@ -516,5 +516,53 @@ TEST_CASE("SnapshotBuilder::AddStored brings the MX series back after a restart"
   CHECK(Series(text, "repwatch_targets").empty());
 }
 
+TEST_CASE("MetricsExporter: log-source series from the ingester's statistics, gone when cleared", "[metrics][volume]") {
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  SourceStats mail;
+  mail.name = "mx1-postfix";
+  mail.events = 12;
+  mail.ignored = 30;
+  mail.malformed = 2;
+  mail.long_lines = 1;
+  mail.rotations = 3;
+  mail.truncations = 1;
+  SourceStats acct;
+  acct.name = "/var/log/pmta/acct.csv";
+  acct.last_error = "cannot open /var/log/pmta/acct.csv: Permission denied";
+  int calls = 0;
+  exporter.SetVolumeSources([&] {
+    ++calls;
+    return std::vector<SourceStats>{mail, acct};
+  });
+  std::string text = Serialize(exporter);
+  INFO(text);
+  CHECK(calls == 1);  // read at scrape time
+  CHECK(Series(text, "repwatch_volume_log_lines_total") ==
+        Lines{R"(repwatch_volume_log_lines_total{source="mx1-postfix",result="counted"} 12)",
+              R"(repwatch_volume_log_lines_total{source="mx1-postfix",result="ignored"} 30)",
+              R"(repwatch_volume_log_lines_total{source="mx1-postfix",result="malformed"} 2)",
+              R"(repwatch_volume_log_lines_total{source="mx1-postfix",result="too_long"} 1)",
+              R"(repwatch_volume_log_lines_total{source="/var/log/pmta/acct.csv",result="counted"} 0)",
+              R"(repwatch_volume_log_lines_total{source="/var/log/pmta/acct.csv",result="ignored"} 0)",
+              R"(repwatch_volume_log_lines_total{source="/var/log/pmta/acct.csv",result="malformed"} 0)",
+              R"(repwatch_volume_log_lines_total{source="/var/log/pmta/acct.csv",result="too_long"} 0)"});
+  CHECK(Series(text, "repwatch_volume_log_rotations_total") ==
+        Lines{R"(repwatch_volume_log_rotations_total{source="mx1-postfix",kind="rename"} 3)",
+              R"(repwatch_volume_log_rotations_total{source="mx1-postfix",kind="truncate"} 1)",
+              R"(repwatch_volume_log_rotations_total{source="/var/log/pmta/acct.csv",kind="rename"} 0)",
+              R"(repwatch_volume_log_rotations_total{source="/var/log/pmta/acct.csv",kind="truncate"} 0)"});
+  CHECK(Series(text, "repwatch_volume_log_up") ==
+        Lines{R"(repwatch_volume_log_up{source="mx1-postfix"} 1)",
+              R"(repwatch_volume_log_up{source="/var/log/pmta/acct.csv"} 0)"});
+  CHECK_THAT(text, Catch::Contains("# TYPE repwatch_volume_log_lines_total counter"));
+  CHECK_THAT(text, Catch::Contains("# TYPE repwatch_volume_log_up gauge"));
+
+  exporter.SetVolumeSources({});
+  text = Serialize(exporter);
+  CHECK(text.find("repwatch_volume_log_") == std::string::npos);
+  CHECK(calls == 1);
+}
+
 }  // namespace
 }  // namespace repwatch
