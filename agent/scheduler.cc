@@ -26,17 +26,13 @@ void Scheduler::PollAll(std::chrono::milliseconds max_wait) {
 }
 
 CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& options, const Sink& sink) {
-  struct Open {
-    Target target;
-    IpReport report;
-    size_t remaining;
-  };
+  std::erase_if(abandoned_, [](const auto& o) { return o->remaining == 0; });
   CycleOutcome out;
   const auto start = clock_.Now();
   RunBeginCycle(&out.report);
   if (options.on_cycle_begun) options.on_cycle_begun(out.report);
 
-  std::unordered_map<size_t, std::unique_ptr<Open>> open;
+  std::unordered_map<size_t, std::unique_ptr<OpenAddress>> open;
   const size_t n = targets.size();
   const auto pace_start = clock_.Now();
   auto due = [&](size_t i) {
@@ -45,15 +41,16 @@ CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& o
   size_t next = 0;      // next address to start
   size_t next_out = 0;  // next address to deliver
   auto stopped = [&] { return options.stop && options.stop->load(); };
+  std::optional<std::chrono::steady_clock::time_point> stop_seen;
 
   while ((next < n && !stopped()) || !open.empty()) {
     const auto now = clock_.Now();
     while (next < n && !stopped() && open.size() < options.max_addresses_in_flight &&
            resolver_.Pending() < options.max_pending_queries && (options.spread.count() == 0 || due(next) <= now)) {
-      auto o = std::make_unique<Open>(Open{targets.At(next), {}, checks_.size() + 1});
+      auto o = std::make_unique<OpenAddress>(OpenAddress{targets.At(next), {}, checks_.size() + 1});
       o->report.ip = o->target.ip;
       if (o->target.range) o->report.range = o->target.range->name;
-      Open* raw = o.get();
+      OpenAddress* raw = o.get();
       const size_t id = next++;
       open.emplace(id, std::move(o));
       auto done = [raw] { --raw->remaining; };
@@ -68,6 +65,11 @@ CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& o
       ++out.addresses_done;
     }
     if (open.empty() && (next >= n || stopped())) break;
+    if (stopped() && !stop_seen) stop_seen = now;
+    if (stop_seen && options.stop_grace && now - *stop_seen >= *options.stop_grace) {
+      for (auto& [id, o] : open) abandoned_.push_back(std::move(o));
+      break;
+    }
     auto wait = kMaxPollWait;
     if (options.spread.count() > 0 && next < n && open.size() < options.max_addresses_in_flight) {
       // Rounded up: a zero wait before a start that is due in under 1 ms would spin.

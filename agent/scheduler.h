@@ -13,6 +13,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "agent/clock.h"
@@ -27,6 +28,13 @@ struct CycleOptions {
   size_t max_addresses_in_flight = 4096;
   size_t max_pending_queries = 8192;
   const std::atomic<bool>* stop = nullptr;  // when set, no new address starts; open ones finish
+  // With `stop`: how long open addresses may take to finish after the stop request
+  // (unset: as long as they need). Those still open then are abandoned -- not
+  // delivered, their results dropped -- so a shutdown or reload is not held up by
+  // DNS timeouts or a rate-limited queue. An abandoned address stays owned by the
+  // Scheduler until it is destroyed or its checks are done with it, so callbacks
+  // from later polls of the same resolver and checks remain safe.
+  std::optional<std::chrono::milliseconds> stop_grace;
   // Called once the cycle-level work (zone health) is done, before any address starts.
   std::function<void(const CycleReport&)> on_cycle_begun;
   // Called after every poll of the loop (at least every 100 ms while the cycle runs),
@@ -52,7 +60,14 @@ class Scheduler {
   void RunBeginCycle(CycleReport* report);
   void PollAll(std::chrono::milliseconds max_wait);  // the resolver, then every check's Poll
 
+  struct OpenAddress {
+    Target target;
+    IpReport report;
+    size_t remaining;  // checks not done yet, +1 while they are being started
+  };
+
   std::vector<std::unique_ptr<Check>>& checks_;
+  std::vector<std::unique_ptr<OpenAddress>> abandoned_;  // see CycleOptions::stop_grace
   Resolver& resolver_;
   Clock& clock_;
 };

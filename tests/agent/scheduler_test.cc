@@ -2,6 +2,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
+#include <optional>
+
 #include "builders.h"
 #include "fakes.h"
 
@@ -120,6 +123,68 @@ TEST_CASE("scheduler: a stop request lets open addresses finish and starts no mo
   CHECK(out.addresses_done == reported);
   CHECK(reported < 256);
   CHECK(resolver.Pending() == 0);
+}
+
+TEST_CASE("scheduler: after stop_grace, addresses still open are abandoned safely", "[scheduler]") {
+  // A check whose answers come only when the test says so (a resolver that never answers).
+  class HangingCheck final : public Check {
+   public:
+    std::string_view Name() const override { return "hanging"; }
+    void BeginCycle(CycleReport*, Done done) override { done(); }
+    void CheckIp(const Target&, IpReport* report, Done done) override {
+      waiting.push_back([report, done] {
+        report->dnsbl.emplace();  // writes into the abandoned report: must still be alive
+        done();
+      });
+    }
+    size_t ExpectedQueries(const Target&) const override { return 1; }
+    std::vector<std::function<void()>> waiting;
+  };
+  FakeClock clock;
+  FakeResolver resolver;
+  resolver.clock = &clock;
+  std::vector<std::unique_ptr<Check>> checks;
+  checks.push_back(std::make_unique<HangingCheck>());
+  auto* hanging = static_cast<HangingCheck*>(checks[0].get());
+  std::vector<RangeConfig> ranges = {Range("a", {"192.0.2.0/28"})};
+  Scheduler s(checks, resolver, clock);
+  std::atomic<bool> stop{false};
+  CycleOptions opts;
+  opts.max_addresses_in_flight = 4;
+  opts.stop = &stop;
+  opts.stop_grace = 500ms;
+  std::optional<std::chrono::steady_clock::time_point> stopped_at;
+  opts.on_poll = [&] {
+    if (!stopped_at) {
+      stop = true;
+      stopped_at = clock.Now();
+    }
+  };
+  size_t delivered = 0;
+  auto out = s.RunCycle(TargetSet::FromRanges(ranges), opts, [&](IpReport&&) { ++delivered; });
+  CHECK_FALSE(out.completed);
+  CHECK(out.addresses_done == 0);
+  CHECK(delivered == 0);
+  REQUIRE(stopped_at);
+  CHECK(clock.Now() - *stopped_at >= 500ms);
+  CHECK(clock.Now() - *stopped_at < 700ms);
+  REQUIRE(hanging->waiting.size() == 4);  // no address started after the stop
+
+  // The late answers arrive after the cycle gave up on them: nothing is delivered
+  // and nothing is touched that is gone (ASan would tell).
+  for (auto& answer : hanging->waiting) answer();
+  hanging->waiting.clear();
+  CHECK(delivered == 0);
+
+  // The next cycle runs normally with the same scheduler and checks.
+  stop = false;
+  opts.on_poll = [&] {
+    for (auto& answer : hanging->waiting) answer();
+    hanging->waiting.clear();
+  };
+  out = s.RunCycle(TargetSet::FromRanges(ranges), opts, [&](IpReport&&) { ++delivered; });
+  CHECK(out.completed);
+  CHECK(delivered == 16);
 }
 
 TEST_CASE("targets: command-line addresses take their configured range", "[scheduler]") {
