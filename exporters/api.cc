@@ -5,12 +5,12 @@
 
 namespace repwatch {
 
-void AddApiRoutes(HttpServer& server, const Config& config, const StateStore& store) {
-  server.AddRoute("GET", "/api/v1/ips/*", [&config, &store](const HttpRequest& req) {
+void AddApiRoutes(HttpServer& server, std::shared_ptr<const Config> config, const StateStore& store) {
+  server.AddRoute("GET", "/api/v1/ips/*", [config, &store](const HttpRequest& req) {
     auto ip = IpAddress::Parse(req.tail);
     if (!ip.ok()) return HttpResponse::Text(400, ip.error() + "\n");
     std::vector<std::string> zones;
-    for (const auto& z : config.dnsbl)
+    for (const auto& z : config->dnsbl)
       if (ZoneServes(z, ip.value().family())) zones.push_back(z.zone);
     auto stored = store.LoadIp(ip.value(), zones);
     if (!stored.ok()) return HttpResponse::Text(500, stored.error() + "\n");

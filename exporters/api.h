@@ -6,13 +6,16 @@
 // never sees a half-written cycle.
 #pragma once
 
+#include <memory>
+
 #include "agent/config.h"
 #include "agent/state_store.h"
 #include "exporters/http_server.h"
 
 namespace repwatch {
 
-// `config` and `store` must outlive the server.
-void AddApiRoutes(HttpServer& server, const Config& config, const StateStore& store);
+// `store` must outlive the server. A reload registers the route again with the new
+// config; requests in flight finish with the one they started with.
+void AddApiRoutes(HttpServer& server, std::shared_ptr<const Config> config, const StateStore& store);
 
 }  // namespace repwatch

@@ -2,6 +2,7 @@
 
 #include <CivetServer.h>
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 
 #include <algorithm>
 #include <cctype>
@@ -259,7 +260,40 @@ HttpResponse LandingPage() {
   return res;
 }
 
+// The client of a request is on this host (127.0.0.0/8, ::1, or IPv4-mapped 127/8).
+bool IsLoopbackClient(const std::string& remote_addr) {
+  unsigned char a[16];
+  if (inet_pton(AF_INET, remote_addr.c_str(), a) == 1) return a[0] == 127;
+  if (inet_pton(AF_INET6, remote_addr.c_str(), a) != 1) return false;
+  static constexpr unsigned char kLoopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::equal(a, a + 16, kLoopback6) || (std::equal(a, a + 12, kMapped) && a[12] == 127);
+}
+
 }  // namespace
+
+bool BearerTokenMatches(std::string_view authorization, std::string_view token) {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (token.empty() || !authorization.starts_with(kBearer)) return false;
+  std::string_view given = authorization.substr(kBearer.size());
+  return given.size() == token.size() && CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
+}
+
+void AddReloadRoute(HttpServer& server, ReloadRoute route) {
+  server.AddRoute("POST", "/-/reload", [route = std::move(route)](const HttpRequest& req) {
+    const std::string token = route.token ? route.token() : "";
+    if (!token.empty() && !BearerTokenMatches(req.Header("authorization"), token)) {
+      HttpResponse r = HttpResponse::Text(401, "missing or wrong bearer token\n");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"repwatch\"");
+      return r;
+    }
+    if (token.empty() && !IsLoopbackClient(req.remote_addr))
+      return HttpResponse::Text(403, "no [api] token is configured: only loopback clients may reload\n");
+    const Status s = route.reload();
+    if (!s.ok()) return HttpResponse::Text(500, "reload failed; the running config is kept:\n" + s.message() + "\n");
+    return HttpResponse::Text(200, "config reloaded\n");
+  });
+}
 
 void AddStandardRoutes(HttpServer& server, StandardRoutes routes) {
   server.AddRoute("GET", "/metrics", [collectables = std::move(routes.collectables)](const HttpRequest&) {

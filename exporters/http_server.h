@@ -100,4 +100,22 @@ struct StandardRoutes {
 // /-/ready.
 void AddStandardRoutes(HttpServer& server, StandardRoutes routes);
 
+// POST /-/reload (`repwatch run`, agent/daemon.h). `reload` tries a reload and says how
+// it went; it blocks until the config was re-read (bounded by the daemon). Answers
+// 200 "config reloaded", or 500 with the errors ("file:line:col: message" lines).
+// Who may ask: a reload is a write and the listener may face the network, so with
+// an [api] token (`token` returns the running one) the request must carry it
+// (Authorization: Bearer; else 401); without one, only loopback clients may (else
+// 403) -- Prometheus's /-/reload is open to anyone who reaches its listener.
+// GET answers 405.
+struct ReloadRoute {
+  std::function<Status()> reload;
+  std::function<std::string()> token;  // "" when no [api] token is configured
+};
+void AddReloadRoute(HttpServer& server, ReloadRoute route);
+
+// Whether an Authorization header value is "Bearer <token>" (constant-time compare).
+// An empty token never matches.
+bool BearerTokenMatches(std::string_view authorization, std::string_view token);
+
 }  // namespace repwatch

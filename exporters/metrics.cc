@@ -230,6 +230,19 @@ void AddWebhooks(std::vector<MetricFamily>& out, const WebhookStats& stats) {
   for (MetricFamily* f : {&sent, &failures, &queue, &age, &disabled}) out.push_back(std::move(*f));
 }
 
+void AddConfigReload(std::vector<MetricFamily>& out, bool successful, long long success_unix) {
+  MetricFamily ok = NewFamily("repwatch_config_last_reload_successful",
+                              "1 when the last config load (start-up, SIGHUP or POST /-/reload) succeeded; 0 when "
+                              "it failed and the previous config is still running.",
+                              MetricType::Gauge);
+  AddSample(ok, {}, successful ? 1 : 0);
+  MetricFamily at = NewFamily("repwatch_config_last_reload_success_timestamp_seconds",
+                              "Unix time at which the running config was loaded.", MetricType::Gauge);
+  AddSample(at, {}, static_cast<double>(success_unix));
+  out.push_back(std::move(ok));
+  out.push_back(std::move(at));
+}
+
 void AddVolumeSources(std::vector<MetricFamily>& out, const std::vector<SourceStats>& sources) {
   MetricFamily lines = NewFamily("repwatch_volume_log_lines_total",
                                  "Log lines read since start, by result: counted (a delivery attempt), ignored, "
@@ -460,13 +473,20 @@ void MetricsExporter::Publish(std::shared_ptr<const MetricsSnapshot> snapshot) {
   snapshot_ = std::move(snapshot);
 }
 
+void MetricsExporter::SetConfigReload(bool successful, long long success_unix) {
+  std::lock_guard lock(mu_);
+  config_reload_.emplace(successful, success_unix);
+}
+
 std::vector<MetricFamily> MetricsExporter::Collect() const {
   std::shared_ptr<const MetricsSnapshot> snap;
+  std::optional<std::pair<bool, long long>> reload;
   std::shared_ptr<const WebhookStats> webhooks;
   std::vector<SourceStats> sources;
   {
     std::lock_guard lock(mu_);
     snap = snapshot_;
+    reload = config_reload_;
     webhooks = webhook_stats_;
     if (volume_sources_) sources = volume_sources_();  // under mu_: the ingester cannot go away meanwhile
   }
@@ -476,6 +496,7 @@ std::vector<MetricFamily> MetricsExporter::Collect() const {
   AddSample(info, {{"version", build::kVersion}, {"revision", build::kRevision}}, 1);
   out.push_back(std::move(info));
   AddDns(out, dns_stats_);
+  if (reload) AddConfigReload(out, reload->first, reload->second);
   if (webhooks) AddWebhooks(out, *webhooks);
   if (!sources.empty()) AddVolumeSources(out, sources);
   if (snap && snap->have_cycle) AddSnapshot(out, *snap);

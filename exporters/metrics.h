@@ -47,6 +47,10 @@
 //   repwatch_dns_tcp_fallbacks_total                  counter, truncated answers retried over TCP
 //   repwatch_dns_query_failures_total{reason}         counter, every reason from 0
 //   repwatch_dns_dropped_packets_total{reason}        counter, every reason from 0
+// Once the daemon reports its config loads (SetConfigReload; `repwatch run`):
+//   repwatch_config_last_reload_successful            gauge, 1 when the last reload (or the start) loaded
+//                                                     the config, 0 when it failed and the old one runs on
+//   repwatch_config_last_reload_success_timestamp_seconds  gauge, when the running config was loaded
 // Once webhook statistics are given (SetWebhookStats), one series per configured sink:
 //   repwatch_webhook_sent_total{sink}                 counter, requests the receiver took (2xx)
 //   repwatch_webhook_failures_total{sink,reason}      counter, failed attempts, every reason from 0
@@ -68,6 +72,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -161,6 +166,9 @@ class MetricsExporter final : public prometheus::Collectable {
   explicit MetricsExporter(const DnsStats& dns_stats);
   // Thread-safe: the cycle thread publishes while the HTTP thread collects.
   void Publish(std::shared_ptr<const MetricsSnapshot> snapshot);
+  // The outcome of the last config load (start-up or reload) and the time the running
+  // config was loaded. Thread-safe.
+  void SetConfigReload(bool successful, long long success_unix);
   std::vector<prometheus::MetricFamily> Collect() const override;
   // The webhook sender's statistics (nullptr: no webhook families). Thread-safe; a
   // reload that rebuilds the sender hands over its new statistics here.
@@ -173,6 +181,7 @@ class MetricsExporter final : public prometheus::Collectable {
  private:
   const DnsStats& dns_stats_;
   mutable std::mutex mu_;
+  std::optional<std::pair<bool, long long>> config_reload_;  // (successful, success_unix)
   std::shared_ptr<const MetricsSnapshot> snapshot_;
   std::shared_ptr<const WebhookStats> webhook_stats_;
   std::function<std::vector<SourceStats>()> volume_sources_;

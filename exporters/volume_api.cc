@@ -1,7 +1,5 @@
 #include "exporters/volume_api.h"
 
-#include <openssl/crypto.h>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -15,13 +13,6 @@ namespace {
 constexpr size_t kMaxItems = 10000;
 constexpr long long kMaxCount = 1000000;
 constexpr long long kMaxAge = 120LL * 86400, kMaxAhead = 3600;
-
-bool TokenMatches(std::string_view header, const std::string& token) {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (header.size() < kBearer.size() || header.substr(0, kBearer.size()) != kBearer) return false;
-  std::string_view given = header.substr(kBearer.size());
-  return given.size() == token.size() && CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
-}
 
 std::optional<long long> ParseRfc3339(const std::string& s) {
   std::tm tm{};
@@ -74,11 +65,11 @@ std::optional<std::string> ReadItem(const nlohmann::json& j, const Config& confi
 
 }  // namespace
 
-void AddVolumeRoutes(HttpServer& server, const Config& config, VolumeStore& store, Clock& clock) {
-  server.AddRoute("POST", "/api/v1/volume", [&config, &store, &clock](const HttpRequest& req) {
-    if (config.api.token.empty())
+void AddVolumeRoutes(HttpServer& server, std::shared_ptr<const Config> config, VolumeStore& store, Clock& clock) {
+  server.AddRoute("POST", "/api/v1/volume", [config, &store, &clock](const HttpRequest& req) {
+    if (config->api.token.empty())
       return HttpResponse::Text(403, "no [api] token is configured: write endpoints are off\n");
-    if (!TokenMatches(req.Header("authorization"), config.api.token)) {
+    if (!BearerTokenMatches(req.Header("authorization"), config->api.token)) {
       HttpResponse r = HttpResponse::Text(401, "missing or wrong bearer token\n");
       r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"repwatch\"");
       return r;
@@ -92,7 +83,7 @@ void AddVolumeRoutes(HttpServer& server, const Config& config, VolumeStore& stor
     const long long now = UnixSeconds(clock.WallNow());
     std::vector<VolumeEvent> events(batch ? body.size() : 1);
     for (size_t i = 0; i < events.size(); ++i) {
-      if (auto bad = ReadItem(batch ? body[i] : body, config, now, &events[i]))
+      if (auto bad = ReadItem(batch ? body[i] : body, *config, now, &events[i]))
         return HttpResponse::Text(
             400, (batch ? fmt::format("[{}]{}", i, bad->starts_with("must") ? " " : ".") : std::string()) + *bad + "\n");
     }

@@ -15,6 +15,8 @@
 // applied. Success: 200 {"accepted": N}.
 #pragma once
 
+#include <memory>
+
 #include "agent/clock.h"
 #include "agent/config.h"
 #include "agent/volume_store.h"
@@ -22,7 +24,8 @@
 
 namespace repwatch {
 
-// `config`, `store` and `clock` must outlive the server.
-void AddVolumeRoutes(HttpServer& server, const Config& config, VolumeStore& store, Clock& clock);
+// `store` and `clock` must outlive the server. A reload registers the route again
+// with the new config; requests in flight finish with the one they started with.
+void AddVolumeRoutes(HttpServer& server, std::shared_ptr<const Config> config, VolumeStore& store, Clock& clock);
 
 }  // namespace repwatch

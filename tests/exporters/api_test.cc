@@ -48,7 +48,7 @@ TEST_CASE("GET /api/v1/ips/{ip} returns the stored state in check --json shape",
   REQUIRE(store.value()->EndCycle(1001, 1.0, 1, true).ok());
 
   HttpServer server("127.0.0.1:0");
-  AddApiRoutes(server, config, *store.value());
+  AddApiRoutes(server, std::make_shared<const Config>(config), *store.value());
   REQUIRE(server.Start().ok());
 
   auto ok = Get(server, "/api/v1/ips/192.0.2.7");

@@ -132,5 +132,57 @@ TEST_CASE("HttpServer on IPv6 loopback serves, or says IPv6 is unsupported", "[h
   close(fd);
 }
 
+TEST_CASE("POST /-/reload answers after the reload was tried: 200, or 500 with the errors", "[http][reload]") {
+  auto server = StartOnFreePort();
+  Status next = Status::Ok();
+  int tried = 0;
+  AddReloadRoute(*server, ReloadRoute{[&] { ++tried; return next; }, [] { return std::string(); }});
+
+  Reply ok = Fetch(server->port(), "POST", "/-/reload");
+  CHECK(ok.status == 200);
+  CHECK(ok.body == "config reloaded\n");
+  CHECK(tried == 1);
+
+  next = Status::Error("/etc/repwatch.toml:3:12: agent.interval: bad duration \"soon\"");
+  Reply bad = Fetch(server->port(), "POST", "/-/reload");
+  CHECK(bad.status == 500);
+  CHECK_THAT(bad.body, Catch::Contains("the running config is kept"));
+  CHECK_THAT(bad.body, Catch::Contains("/etc/repwatch.toml:3:12: agent.interval: bad duration"));
+  CHECK(tried == 2);
+
+  Reply get = Fetch(server->port(), "GET", "/-/reload");
+  CHECK(get.status == 405);
+  CHECK_THAT(get.head, Catch::Contains("Allow: POST"));
+  CHECK(tried == 2);
+}
+
+TEST_CASE("POST /-/reload needs the API token once one is configured", "[http][reload]") {
+  auto server = StartOnFreePort();
+  std::string token = "0123456789abcdef0123";
+  int tried = 0;
+  AddReloadRoute(*server, ReloadRoute{[&] { ++tried; return Status::Ok(); }, [&] { return token; }});
+
+  Reply none = Fetch(server->port(), "POST", "/-/reload");
+  CHECK(none.status == 401);
+  CHECK_THAT(none.head, Catch::Contains("WWW-Authenticate: Bearer"));
+  CHECK(Fetch(server->port(), "POST", "/-/reload", "", "Authorization: Bearer wrong\r\n").status == 401);
+  CHECK(tried == 0);
+  CHECK(Fetch(server->port(), "POST", "/-/reload", "", "Authorization: Bearer " + token + "\r\n").status == 200);
+  CHECK(tried == 1);
+  // The token is read per request: a reload that removes it opens the route to loopback clients.
+  token.clear();
+  CHECK(Fetch(server->port(), "POST", "/-/reload").status == 200);
+  CHECK(tried == 2);
+}
+
+TEST_CASE("BearerTokenMatches: exact token after \"Bearer \" only", "[http]") {
+  CHECK(BearerTokenMatches("Bearer secret-token", "secret-token"));
+  CHECK_FALSE(BearerTokenMatches("Bearer secret-tokeN", "secret-token"));
+  CHECK_FALSE(BearerTokenMatches("Bearer secret-token ", "secret-token"));
+  CHECK_FALSE(BearerTokenMatches("bearer secret-token", "secret-token"));
+  CHECK_FALSE(BearerTokenMatches("secret-token", "secret-token"));
+  CHECK_FALSE(BearerTokenMatches("Bearer ", ""));  // no token configured: nothing matches
+}
+
 }  // namespace
 }  // namespace repwatch

@@ -471,6 +471,29 @@ TEST_CASE("MetricsExporter: MX series for every answer but ok, counts per class 
   CHECK(text.find("v6pool\",tls=") == std::string::npos);
 }
 
+TEST_CASE("MetricsExporter: config reload outcome and time, once the daemon reports them", "[metrics][reload]") {
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  std::string text = Serialize(exporter);
+  CHECK(text.find("repwatch_config_") == std::string::npos);  // `check` and tests: no such families
+
+  exporter.SetConfigReload(true, 1790000000);
+  text = Serialize(exporter);
+  INFO(text);
+  CHECK(Series(text, "repwatch_config_last_reload_successful") == Lines{"repwatch_config_last_reload_successful 1"});
+  CHECK(Series(text, "repwatch_config_last_reload_success_timestamp_seconds") ==
+        Lines{"repwatch_config_last_reload_success_timestamp_seconds 1790000000"});
+  CHECK_THAT(text, Catch::Contains("# TYPE repwatch_config_last_reload_successful gauge"));
+  CHECK_THAT(text, Catch::Contains("# TYPE repwatch_config_last_reload_success_timestamp_seconds gauge"));
+
+  // A failed reload: 0, and the time stays that of the config still running.
+  exporter.SetConfigReload(false, 1790000000);
+  text = Serialize(exporter);
+  CHECK(Series(text, "repwatch_config_last_reload_successful") == Lines{"repwatch_config_last_reload_successful 0"});
+  CHECK(Series(text, "repwatch_config_last_reload_success_timestamp_seconds") ==
+        Lines{"repwatch_config_last_reload_success_timestamp_seconds 1790000000"});
+}
+
 TEST_CASE("SnapshotBuilder: MX counts are seeded only when the probe runs", "[metrics][mx]") {
   DnsStats dns;
   MetricsExporter exporter(dns);

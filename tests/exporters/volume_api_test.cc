@@ -30,7 +30,7 @@ struct Api {
     REQUIRE(opened.ok());
     store = std::move(opened).value();
     server = std::make_unique<HttpServer>("127.0.0.1:0");
-    AddVolumeRoutes(*server, config, *store, clock);
+    AddVolumeRoutes(*server, std::make_shared<const Config>(config), *store, clock);
     REQUIRE(server->Start().ok());
   }
   Reply Post(const std::string& body, const std::string& headers = kAuth) {
