@@ -95,9 +95,29 @@ void AddListings(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
   MetricFamily f = NewFamily("repwatch_dnsbl_listed",
                           "1 for each current block-list listing of an address, per return code.",
                           MetricType::Gauge);
-  for (const auto& l : s.listings)
+  MetricFamily info = NewFamily("repwatch_dnsbl_listing_info",
+                                "1 for each current block-list listing, with the code's meaning and the list's "
+                                "delisting URL (empty when the catalogue has none).",
+                                MetricType::Gauge);
+  for (const auto& l : s.listings) {
     AddSample(f, {{"ip", l.ip}, {"zone", l.zone}, {"code", l.code}, {"range", l.range}}, 1);
+    AddSample(info,
+              {{"ip", l.ip}, {"zone", l.zone}, {"code", l.code}, {"range", l.range}, {"meaning", l.meaning},
+               {"delist_url", l.delist_url}},
+              1);
+  }
   out.push_back(std::move(f));
+  out.push_back(std::move(info));
+}
+
+// One listing per distinct code, each with its meaning (codes and meanings are parallel).
+void AddListing(std::vector<MetricsSnapshot::Listing>& out, const std::string& ip, const std::string& zone,
+                const std::string& range, const std::vector<std::string>& codes,
+                const std::vector<std::string>& meanings, const std::string& delist_url) {
+  std::map<std::string, std::string> by_code;
+  for (size_t i = 0; i < codes.size(); ++i) by_code.emplace(codes[i], i < meanings.size() ? meanings[i] : "");
+  if (by_code.empty()) by_code.emplace("", "");
+  for (const auto& [code, meaning] : by_code) out.push_back({ip, zone, code, range, meaning, delist_url});
 }
 
 void AddZones(std::vector<MetricFamily>& out, const MetricsSnapshot& s) {
@@ -407,9 +427,7 @@ void SnapshotBuilder::Add(const IpReport& report) {
       ++snap_->allowlisted_ips[key];
     } else if (r.status == DnsblStatus::kListed) {
       ++snap_->listed_ips[key];
-      std::set<std::string> codes(r.codes.begin(), r.codes.end());
-      if (codes.empty()) codes.insert("");
-      for (const std::string& code : codes) snap_->listings.push_back({ip, r.zone, code, report.range});
+      AddListing(snap_->listings, ip, r.zone, report.range, r.codes, r.meanings, r.delist_url);
     }
   }
 }
@@ -428,9 +446,7 @@ void SnapshotBuilder::UseStoredListings(const std::vector<StoredListing>& stored
     if (it == counts.end()) continue;  // zone no longer configured for this range
     ++it->second;
     if (l.allowlist) continue;
-    std::set<std::string> codes(l.codes.begin(), l.codes.end());
-    if (codes.empty()) codes.insert("");
-    for (const std::string& code : codes) snap_->listings.push_back({l.ip, l.zone, code, l.range});
+    AddListing(snap_->listings, l.ip, l.zone, l.range, l.codes, l.meanings, l.delist_url);
   }
 }
 

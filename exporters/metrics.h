@@ -9,6 +9,9 @@
 // Every family carries HELP and TYPE; values are in base units; counters end in _total.
 // From the snapshot (absent until the first cycle has been published):
 //   repwatch_dnsbl_listed{ip,zone,code,range}         gauge 1 per block-list listing and code
+//   repwatch_dnsbl_listing_info{ip,zone,code,range,meaning,delist_url}
+//                                                     gauge 1, the same listings with the code's meaning
+//                                                     and the list's delisting URL (empty when unknown)
 //   repwatch_dnsbl_listed_ips{zone,range}             gauge, addresses listed on a block list
 //   repwatch_dnsbl_error_ips{zone,range}              gauge, addresses whose lookup ended in error
 //   repwatch_dnsbl_allowlisted_ips{zone,range}        gauge, addresses listed on an allow list
@@ -94,6 +97,7 @@ class WebhookStats;  // exporters/webhooks.h
 struct MetricsSnapshot {
   struct Listing {
     std::string ip, zone, code, range;
+    std::string meaning, delist_url;  // for people (repwatch_dnsbl_listing_info); not part of the key
     bool operator<(const Listing& o) const;
   };
   using ZoneRange = std::pair<std::string, std::string>;  // (zone, range)

@@ -122,6 +122,46 @@ TEST_CASE("MetricsExporter: exact series for a small snapshot", "[metrics]") {
         Lines{"repwatch_last_cycle_success_timestamp_seconds 1700000000"});
 }
 
+TEST_CASE("MetricsExporter: listing info carries each code's meaning and the delisting URL", "[metrics]") {
+  SnapshotBuilder b(TestConfig());
+  DnsblZoneResult zen = ZoneResult("zen.example", DnsblStatus::kListed, {"127.0.0.4", "127.0.0.2", "127.0.0.4"});
+  zen.meanings = {"XBL: exploited host", "SBL: spam source", "XBL: exploited host"};
+  zen.delist_url = "https://check.example/?ip=192.0.2.1";
+  b.Add(Report("192.0.2.1", "acme", {zen}));
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  SECTION("from this cycle's results") { exporter.Publish(b.Finish(1, 1700000000)); }
+  SECTION("from the store (what a completed cycle and the start-up snapshot export)") {
+    StoredListing stored;
+    stored.ip = "192.0.2.1";
+    stored.range = "acme";
+    stored.zone = "zen.example";
+    stored.codes = zen.codes;
+    stored.meanings = zen.meanings;
+    stored.delist_url = zen.delist_url;
+    b.UseStoredListings({stored});
+    exporter.Publish(b.Finish(1, 1700000000));
+  }
+  const std::string text = Serialize(exporter);
+  INFO(text);
+  CHECK(Series(text, "repwatch_dnsbl_listed").size() == 2);
+  CHECK(Series(text, "repwatch_dnsbl_listing_info") ==
+        Lines{R"(repwatch_dnsbl_listing_info{ip="192.0.2.1",zone="zen.example",code="127.0.0.2",range="acme",meaning="SBL: spam source",delist_url="https://check.example/?ip=192.0.2.1"} 1)",
+              R"(repwatch_dnsbl_listing_info{ip="192.0.2.1",zone="zen.example",code="127.0.0.4",range="acme",meaning="XBL: exploited host",delist_url="https://check.example/?ip=192.0.2.1"} 1)"});
+}
+
+TEST_CASE("MetricsExporter: a listing without codes or meanings keeps empty labels", "[metrics]") {
+  SnapshotBuilder b(TestConfig());
+  b.Add(Report("192.0.2.1", "acme", {ZoneResult("zen.example", DnsblStatus::kListed, {})}));
+  DnsStats dns;
+  MetricsExporter exporter(dns);
+  exporter.Publish(b.Finish(1, 1700000000));
+  const std::string text = Serialize(exporter);
+  INFO(text);
+  CHECK(Series(text, "repwatch_dnsbl_listing_info") ==
+        Lines{R"(repwatch_dnsbl_listing_info{ip="192.0.2.1",zone="zen.example",code="",range="acme",meaning="",delist_url=""} 1)"});
+}
+
 TEST_CASE("MetricsExporter: before any cycle, only build info and DNS counters", "[metrics]") {
   DnsStats dns;
   dns.queries = 7;
