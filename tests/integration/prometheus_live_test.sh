@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The dashboards and alert rules against a real Prometheus scraping real agents,
 # in a loopback-only namespace. A lab that lights every expression:
-#   - rbldnsd serves bl.lab.test (listing 127.0.1.2, 127.0.1.3 and the whole
-#     127.0.3.0/28 pool); broken.lab.test is forwarded to a server that never
-#     answers (zone not_answering, DNS failures);
+#   - rbldnsd serves bl.spamcop.net (a catalogue zone, so listings get its meaning and
+#     delisting URL; unbound forwards only that zone to it), listing 127.0.1.2,
+#     127.0.1.3 and the whole 127.0.3.0/28 pool; broken.lab.test is forwarded to a
+#     server that never answers (zone not_answering, DNS failures);
 #   - unbound serves SPF (a record that authorises one address, one with +all, one
 #     that authorises none of the pool), PTRs (one confirmed, one generic name
 #     without an address, the rest none) and the MX lab's data; Postfix answers
@@ -68,7 +69,7 @@ python3 - "$MX/unbound.conf" "$RBL_ADDR@$RBL_PORT" "$BH_ADDR@$BH_PORT" <<'PY'
 import sys
 path, rbl, blackhole = sys.argv[1:]
 conf = open(path).read()
-extra = """  local-zone: "bl.lab.test." transparent
+extra = """  local-zone: "bl.spamcop.net." transparent
   local-zone: "broken.lab.test." transparent
   local-zone: "5.0.127.in-addr.arpa." transparent
   local-data: 'lab.test. 300 IN TXT "v=spf1 ip4:127.0.1.1 -all"'
@@ -82,7 +83,7 @@ anchor = '  local-zone: "." static\n'
 assert anchor in conf, "mxdata's unbound.conf changed shape"
 conf = conf.replace(anchor, anchor + extra)
 conf += f"""forward-zone:
-  name: "bl.lab.test."
+  name: "bl.spamcop.net."
   forward-addr: {rbl}
 forward-zone:
   name: "broken.lab.test."
@@ -95,13 +96,13 @@ open(path, "w").write(conf)
 PY
 mkdir -p "$LAB_DIR/rbl"
 cat >"$LAB_DIR/rbl/bl.ip4set" <<'EOF'
-:127.0.0.2:Listed by the lab, see http://bl.lab.test/lookup?ip=$
+:127.0.0.2:Listed by the lab's SpamCop stand-in: $
 127.0.0.2
 127.0.1.2
 127.0.1.3
 127.0.3.0/28
 EOF
-lab_rbldnsd "$LAB_DIR/rbl" "$RBL_ADDR:$RBL_PORT" bl.lab.test:ip4set:bl.ip4set
+lab_rbldnsd "$LAB_DIR/rbl" "$RBL_ADDR:$RBL_PORT" bl.spamcop.net:ip4set:bl.ip4set
 lab_spawn blackhole python3 "$LAB_ROOT/dnsdata.py" blackhole "$BH_ADDR:$BH_PORT"
 lab_unbound "$MX/unbound.conf" "$DNS_ADDR:$DNS_PORT"
 lab_postfix "$MX/postfix"
@@ -109,8 +110,8 @@ lab_webhook_receiver hook-fail "$FAIL_ADDR:$FAIL_PORT" "$LAB_DIR/hook-fail.jsonl
 lab_webhook_receiver hook-gone "$GONE_ADDR:$GONE_PORT" "$LAB_DIR/hook-gone.jsonl" --then 410
 lab_dig() { dig +short +time=2 +tries=1 @"$DNS_ADDR" -p "$DNS_PORT" "$@"; }
 lab_ready() {
-  [[ $(lab_dig 2.1.0.127.bl.lab.test A) == 127.0.0.2 ]] &&
-    [[ -z $(lab_dig 1.1.0.127.bl.lab.test A) ]] &&
+  [[ $(lab_dig 2.1.0.127.bl.spamcop.net A) == 127.0.0.2 ]] &&
+    [[ -z $(lab_dig 1.1.0.127.bl.spamcop.net A) ]] &&
     [[ $(lab_dig -x 127.0.1.2) == 127-0-1-2.dyn.lab.test. ]] &&
     [[ $(lab_dig lab.test TXT) == '"v=spf1 ip4:127.0.1.1 -all"' ]] &&
     [[ $(lab_dig normal.lab.test MX) == "10 mx.lab.test." ]]
@@ -158,7 +159,7 @@ clear_after = 1
 token_file = "$TOKEN_FILE"
 
 [[dnsbl]]
-zone = "bl.lab.test"
+zone = "bl.spamcop.net"
 
 [[dnsbl]]
 zone = "broken.lab.test"
@@ -305,9 +306,13 @@ warmup_signals() {
 lab_check "lab: warm-up signals ahead (127.0.1.2), backoff (127.0.1.4), stalled (127.0.1.1)" warmup_signals
 zones_up() {
   has "$LAB_DIR/metrics-lab.txt" 'repwatch_dnsbl_zone_up{zone="broken.lab.test"} 0' &&
-    has "$LAB_DIR/metrics-lab.txt" 'repwatch_dnsbl_zone_up{zone="bl.lab.test"} 1'
+    has "$LAB_DIR/metrics-lab.txt" 'repwatch_dnsbl_zone_up{zone="bl.spamcop.net"} 1'
 }
-lab_check "lab: broken.lab.test is not usable, bl.lab.test is" zones_up
+lab_check "lab: broken.lab.test is not usable, bl.spamcop.net is" zones_up
+listing_info() {
+  has "$LAB_DIR/metrics-lab.txt" 'repwatch_dnsbl_listing_info{ip="127.0.1.2",zone="bl.spamcop.net",code="127.0.0.2",range="lab-out",meaning="listed by SpamCop (recent spam reports or spam traps); expires by itself",delist_url="https://www.spamcop.net/bl.shtml?127.0.1.2"} 1'
+}
+lab_check "lab: a listing's info names the catalogue's meaning and delisting URL" listing_info
 stale_now() {
   python3 - "$LAB_DIR/metrics-stuck.txt" <<'PY'
 import re, sys, time
