@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -13,6 +14,7 @@ namespace repwatch {
 namespace {
 
 constexpr size_t kReadChunk = 1 << 20;  // bytes asked of each pread
+constexpr size_t kMarkBytes = 64;        // bytes before the read offset kept to recognise the file
 
 int OpenRead(const std::string& path) {
   int fd;
@@ -62,7 +64,11 @@ class LogTailer::Impl {
     read_off_ = offset;
     begin_ = end_ = 0;
     skipping_ = false;
+    mark_.clear();
   }
+  // The file was truncated and written again past our offset between two polls (a
+  // shrink alone would not show it): the bytes before the offset are not those read.
+  bool Rewritten() const;
   Status OpenFirst();
   int FindRotated(const TailPosition& want) const;
   Status Drain(const std::function<void(std::string_view)>& on_line, size_t max_lines, size_t& n);
@@ -83,7 +89,20 @@ class LogTailer::Impl {
   size_t begin_ = 0, end_ = 0;
   bool skipping_ = false;
   uint64_t skip_start_ = 0;
+  // The last bytes read, up to kMarkBytes, which end at file offset mark_off_ (empty
+  // after a rewind).
+  std::string mark_;
+  uint64_t mark_off_ = 0;
 };
+
+bool LogTailer::Impl::Rewritten() const {
+  if (mark_.empty() || mark_off_ != read_off_) return false;
+  char now[kMarkBytes];
+  ssize_t got;
+  do got = pread(fd_, now, mark_.size(), static_cast<off_t>(read_off_ - mark_.size()));
+  while (got < 0 && errno == EINTR);
+  return got == static_cast<ssize_t>(mark_.size()) && std::memcmp(now, mark_.data(), mark_.size()) != 0;
+}
 
 // The first open: the stored position's file when it is still there (at `path` or,
 // rotated, beside it), else `path` from 0. The file is known by its inode alone: all
@@ -195,6 +214,10 @@ Status LogTailer::Impl::Drain(const std::function<void(std::string_view)>& on_li
     if (got == 0) return Status::Ok();
     end_ += static_cast<size_t>(got);
     read_off_ += static_cast<uint64_t>(got);
+    // buf_[0, end_) holds the file's bytes just before read_off_.
+    const size_t k = std::min(end_, kMarkBytes);
+    mark_.assign(buf_.data() + end_ - k, k);
+    mark_off_ = read_off_;
   }
 }
 
@@ -222,7 +245,8 @@ Result<size_t> LogTailer::Impl::Poll(const std::function<void(std::string_view)>
   for (;;) {
     struct stat st {};
     if (fstat(fd_, &st) != 0) return ReadError(path_, errno);
-    if (static_cast<uint64_t>(st.st_size) < read_off_) {  // copytruncate (or any shrink)
+    // copytruncate (or any shrink); or truncated and already written past our offset.
+    if (static_cast<uint64_t>(st.st_size) < read_off_ || Rewritten()) {
       ++stats_.truncations;
       Rewind(0);
     }

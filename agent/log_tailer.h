@@ -2,7 +2,9 @@
 // lines exactly once across rotations and restarts:
 //  - rotation by rename (logrotate's default, Exim's own): the old file is read to
 //    its end through the descriptor already open, then the new file from offset 0;
-//  - copytruncate: the file shrinks below our offset -> read it again from 0;
+//  - copytruncate: the file shrinks below our offset, or the last bytes read before
+//    it are no longer there (truncated and written past our offset between two
+//    polls) -> read it again from 0. After a restart only the shrink is seen;
 //  - a partial last line (the MTA is mid-write) is held back until its newline;
 //  - a line longer than `max_line` is skipped whole and counted, never buffered;
 //  - restart: the position (device, inode, offset) is stored with the counts it

@@ -166,6 +166,40 @@ TEST_CASE("tailer: copytruncate reads the file again from its start", "[log_tail
   CHECK(t.stats().truncations == 2);
 }
 
+TEST_CASE("tailer: copytruncate followed by more than was read before the next poll", "[log_tailer]") {
+  testing::TempDir dir;
+  const std::string path = dir.sub("mail.log");
+  Writer w(path);
+  w.Write("2026-11-23T04:00:01 first\n2026-11-23T04:00:02 second\n2026-11-23T04:00:03 thi");
+  LogTailer t(path, std::nullopt);
+  CHECK(Poll(t) == Lines{"2026-11-23T04:00:01 first", "2026-11-23T04:00:02 second"});
+  CHECK(Poll(t).empty());  // nothing new: the same bytes, no truncation seen
+  std::filesystem::copy_file(path, dir.sub("mail.log.1"));
+  REQUIRE(truncate(path.c_str(), 0) == 0);
+  // Longer than what was read, so the size alone does not tell.
+  w.Write("2026-11-23T04:00:04 fourth\n2026-11-23T04:00:05 fifth\n2026-11-23T04:00:06 sixth, longer\n");
+  CHECK(Poll(t) == Lines{"2026-11-23T04:00:04 fourth", "2026-11-23T04:00:05 fifth",
+                         "2026-11-23T04:00:06 sixth, longer"});
+  CHECK(t.stats().truncations == 1);
+  w.Write("2026-11-23T04:00:07 seventh\n");
+  CHECK(Poll(t) == Lines{"2026-11-23T04:00:07 seventh"});
+  CHECK(t.stats().truncations == 1);
+}
+
+TEST_CASE("tailer: polls that stop at max_lines never take the file for rewritten", "[log_tailer]") {
+  testing::TempDir dir;
+  const std::string path = dir.sub("mail.log");
+  Writer w(path);
+  w.Write("a\nb\n");
+  LogTailer t(path, std::nullopt);
+  CHECK(Poll(t) == Lines{"a", "b"});  // at the end: the mark is taken
+  w.Write("c\nd\ne\nf\n");
+  CHECK(Poll(t, 1) == Lines{"c"});
+  CHECK(Poll(t, 2) == Lines{"d", "e"});
+  CHECK(Poll(t) == Lines{"f"});
+  CHECK(t.stats().truncations == 0);
+}
+
 TEST_CASE("tailer: a line longer than max_line is skipped whole, the next one intact", "[log_tailer]") {
   testing::TempDir dir;
   const std::string path = dir.sub("mail.log");
