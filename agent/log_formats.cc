@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -1026,6 +1027,12 @@ class PowerMtaParser final : public LineParser {
     const std::string_view type = fields_[0].text;
     if (type == "type") return ReadHeader();
     if (fields_.size() == 1) return LineKind::kMalformed;  // not CSV at all
+    // Record types are short words (d, b, t, tq, r, rb, rs, f, ...); anything else in
+    // the first column is not a record, e.g. a line of text that happens to hold a comma.
+    if (type.size() > 8 || !std::all_of(type.begin(), type.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+        }))
+      return LineKind::kMalformed;
 
     // A header is bound to the first record type that follows it, so files with one
     // header per record type are read right even when the types interleave later.

@@ -789,6 +789,8 @@ TEST_CASE("powermta: records before a header, garbage, bad quotes and bad fields
           LineKind::kEvent);
   const std::vector<std::string> malformed = {
       "garbage",
+      "this is not a record at all, though it has a comma",
+      "<html>,<body>",
       "d,2025-03-04 10:11:12+0000,u@example.org,192.0.2.30,2.0.0 (success)",  // a column short (truncated)
       "d,2025-03-04 10:11:12+0000,u@exa",
       "d,2025-03-04 10:11:12+0000,u@example.org,192.0.2.30,2.0.0 (success),\"smtp;250 OK",
