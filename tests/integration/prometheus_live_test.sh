@@ -11,9 +11,10 @@
 #     each source as a receiver would (ok, blocked_by_list, reputation_block,
 #     rate_limit, greylist); closed.lab.test's only MX refuses connections;
 #   - agent "lab" (interval 1m, webhooks to a receiver answering 500 and one
-#     answering 410, warm-up ramp started 4 days ago): volume pushed through
-#     POST /api/v1/volume puts one address ahead of its ramp and another into
-#     backoff, the others stall;
+#     answering 410, warm-up ramp started 4 days ago, an MTA log that cannot be
+#     read): volume pushed through POST /api/v1/volume puts one address ahead of
+#     its ramp and another into backoff, the others stall; then a SIGHUP with a
+#     broken config file (the reload fails, the agent runs on);
 #   - agent "stuck": its last successful cycle ended an hour ago (a `run --once`
 #     under faketime, whose webhook items could not be delivered: the receiver's
 #     port is closed), and now its resolver never answers, so no cycle completes;
@@ -213,7 +214,21 @@ command_timeout = "3s"
 EOF
   hook failing "http://$FAIL_ADDR:$FAIL_PORT/hooks"
   hook gone "http://$GONE_ADDR:$GONE_PORT/hooks"
+  # One MTA log that reads (empty so far) and one that cannot be read (a directory).
+  cat <<EOF
+[[volume.sources]]
+name = "exim-main"
+kind = "exim"
+path = "$LAB_DIR/exim-mainlog"
+
+[[volume.sources]]
+name = "exim-broken"
+kind = "exim"
+path = "$LAB_DIR/exim-dir"
+EOF
 } >"$CONF_A"
+: >"$LAB_DIR/exim-mainlog"
+mkdir -p "$LAB_DIR/exim-dir"
 # "stuck": first an ordinary one-shot cycle (an hour ago), then a resolver that never answers.
 CONF_B_ONCE="$LAB_DIR/stuck-once.toml"
 CONF_B="$LAB_DIR/stuck.toml"
@@ -325,6 +340,22 @@ sys.exit(0 if age > 3 * interval else 1)
 PY
 }
 lab_check "stuck: its last successful cycle is older than 3 intervals" stale_now
+
+# A reload with a file that does not load: the agent runs on with the old config.
+printf '\n[agent\n' >>"$CONF_A"
+kill -HUP "$A_PID"
+reload_failed() {
+  local deadline=$((SECONDS + 15))
+  until curl -fsS --max-time 5 "http://$A_WEB/metrics" | grep -qx 'repwatch_config_last_reload_successful 0'; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+lab_check "lab: SIGHUP with a broken config: repwatch_config_last_reload_successful 0, the agent runs on" \
+  reload_failed
+lab_check "lab: the MTA log that is a directory is reported unreadable, the other one is fine" eval \
+  "curl -fsS --max-time 5 http://$A_WEB/metrics | grep -q '^repwatch_volume_log_up{source=\"exim-broken\"} 0' &&
+   curl -fsS --max-time 5 http://$A_WEB/metrics | grep -q '^repwatch_volume_log_up{source=\"exim-main\"} 1'"
 
 # ---------------------------------------------------------------------------
 lab_log "every dashboard and rule expression through Prometheus (until all have data, at most 90s)"
