@@ -18,7 +18,10 @@
 #   scripts/bench.sh fcrdns-spf [--cidr CIDR] [--threads N] [--repwatch BIN] [--no-record]
 #
 # The MTA log parsers' lines/s on one core against a memchr line split of the same
-# lines (no root, no namespace; tests/bench/log_parse_bench.cc says what it does).
+# lines, then the same lines written to a file and ingested end to end (tailer,
+# parser, SQLite store) against a read() + memchr of that file (no root, no
+# namespace; tests/bench/log_parse_bench.cc says what it does; the files, up to
+# ~380 MB each, go to a temporary directory, one at a time).
 # Builds build-bench-logs/ (RelWithDebInfo, repwatch_log_bench only), unless --bench names
 # a binary built elsewhere. Target: >= 200,000 lines/s for Postfix and Exim.
 #   scripts/bench.sh logs [--lines N] [--format postfix|exim|kumomta|powermta]... [--bench BIN] [--no-record]
@@ -51,9 +54,11 @@ if [[ ${1:-} == logs ]]; then
     bench_bin="$REPO_ROOT/build-bench-logs/tests/repwatch_log_bench"
   fi
   [[ -x $bench_bin ]] || { echo "no benchmark binary at $bench_bin" >&2; exit 1; }
-  say "parsing, pinned to CPU 0"
+  say "parsing and ingestion, pinned to CPU 0"
   bench_rc=0
-  summary=$(taskset -c 0 "$bench_bin" "${bench_args[@]}") || bench_rc=$?
+  ingest_dir=$(mktemp -d /tmp/repwatch-ingest-bench.XXXXXX)
+  trap 'rm -rf "$ingest_dir"' EXIT
+  summary=$(taskset -c 0 "$bench_bin" "${bench_args[@]}" --ingest "$ingest_dir") || bench_rc=$?
   echo "$summary"
   if ((record)); then
     revision=$(git -C "$REPO_ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -61,7 +66,7 @@ if [[ ${1:-} == logs ]]; then
     if git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q .; then dirty="+dirty"; fi
     # shellcheck disable=SC2016  # the backquotes are Markdown
     {
-      printf '\n## %s — MTA log parsers, revision %s%s\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$revision" "$dirty"
+      printf '\n## %s — MTA log parsers and ingestion, revision %s%s\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$revision" "$dirty"
       printf 'Machine: %s cores, %s, load average %s. RelWithDebInfo (-O2), pinned to one core. ' \
         "$(nproc)" "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" "$(cut -d' ' -f1-3 /proc/loadavg)"
       printf 'Command: `scripts/bench.sh logs%s%s`\n\n' "${bench_args[*]:+ ${bench_args[*]}}" \

@@ -12,7 +12,13 @@
 // line must come out as the event it was generated as (source and outcome of each; no
 // malformed lines), and Postfix and Exim must reach 200,000 lines/s, else the exit status is 1.
 //
-//   repwatch_log_bench [--lines N] [--format postfix|exim|kumomta|powermta]...
+// With --ingest DIR, the same lines are also written to a file in DIR and read end to end
+// by the agent's own path: VolumeIngester::CatchUp, i.e. the tailer's preads, the parser and
+// the SQLite store (one transaction per 50,000 lines, position included), on this thread.
+// Its reference is a plain read() + memchr line split of the same file. The ingester must
+// count every generated event, and its stored position must be the file's end.
+//
+//   repwatch_log_bench [--lines N] [--format postfix|exim|kumomta|powermta]... [--ingest DIR]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,7 +31,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "agent/clock.h"
 #include "agent/log_formats.h"
+#include "agent/volume_ingest.h"
+#include "agent/volume_store.h"
 
 using namespace repwatch;
 
@@ -237,13 +251,18 @@ struct BenchResult {
   bool fields_ok = true;
 };
 
-BenchResult Run(LogFormat format, size_t n) {
+std::map<std::string, IpAddress> Tags() {
   std::map<std::string, IpAddress> tags;
   for (int s = 0; s < kSources; ++s) {
     const std::string key = s % 2 == 0 ? "postfix-ip" + std::to_string(s) : "ip" + std::to_string(s) + "out";
     tags.emplace(key, IpAddress::Parse(SourceIp(s)).value());
   }
-  auto parser = MakeLineParser(format, tags);
+  return tags;
+}
+
+// `file`: when open, every generated chunk is also appended to it (for --ingest).
+BenchResult Run(LogFormat format, size_t n, std::FILE* file) {
+  auto parser = MakeLineParser(format, Tags());
   const long long now = kStart + static_cast<long long>(n / 20) + 3600;
   Generator gen(42);
   BenchResult r;
@@ -268,6 +287,10 @@ BenchResult Run(LogFormat format, size_t n) {
       }
     }
     r.bytes += buf.size();
+    if (file != nullptr && std::fwrite(buf.data(), 1, buf.size(), file) != buf.size()) {
+      std::perror("writing the --ingest file");
+      std::exit(2);
+    }
 
     // Reference: split the buffer into lines with memchr, nothing else.
     auto t0 = std::chrono::steady_clock::now();
@@ -327,19 +350,78 @@ BenchResult Run(LogFormat format, size_t n) {
   return r;
 }
 
+struct IngestResult {
+  double ingest_s = 0, reference_s = 0;
+  uint64_t lines = 0, events = 0, malformed = 0, offset = 0, size = 0;
+  std::string error;
+};
+
+// The file read the agent's way (tailer + parser + store, on this thread), and the
+// reference: read() + memchr over the same file, nothing else.
+IngestResult Ingest(LogFormat format, const std::string& dir, const std::string& path) {
+  IngestResult r;
+  r.size = std::filesystem::file_size(path);
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    std::vector<char> buf(1 << 20);
+    size_t lines = 0;
+    for (ssize_t got; (got = read(fd, buf.data(), buf.size())) > 0;)
+      for (const char *p = buf.data(), *end = p + got; (p = static_cast<const char*>(std::memchr(p, '\n', end - p)));
+           ++p)
+        ++lines;
+    close(fd);
+    volatile size_t sink = lines;
+    (void)sink;
+  }
+  r.reference_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const std::string state = dir + "/state";
+  std::filesystem::remove_all(state);
+  std::filesystem::create_directories(state);
+  auto store = VolumeStore::Open(state);
+  if (!store.ok()) {
+    r.error = store.error();
+    return r;
+  }
+  VolumeConfig config;
+  VolumeSourceConfig source;
+  source.name = "bench";
+  source.format = format;
+  source.path = path;
+  source.tags = Tags();
+  config.sources.push_back(source);
+  SystemClock clock;
+  VolumeIngester ingester(config, *store.value(), clock);
+  t0 = std::chrono::steady_clock::now();
+  const Status s = ingester.CatchUp();
+  r.ingest_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!s.ok()) r.error = s.message();
+  const SourceStats st = ingester.Stats().at(0);
+  r.lines = st.lines;
+  r.events = st.events;
+  r.malformed = st.malformed;
+  if (auto pos = store.value()->Position("bench"); pos.ok() && pos.value()) r.offset = pos.value()->offset;
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   size_t n = 2000000;
   std::vector<LogFormat> formats;
+  std::string ingest_dir;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--lines" && i + 1 < argc) {
+    if (a == "--ingest" && i + 1 < argc) {
+      ingest_dir = argv[++i];
+    } else if (a == "--lines" && i + 1 < argc) {
       n = std::strtoul(argv[++i], nullptr, 10);
     } else if (a == "--format" && i + 1 < argc && ParseLogFormat(argv[i + 1])) {
       formats.push_back(*ParseLogFormat(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: repwatch_log_bench [--lines N] [--format postfix|exim|kumomta|powermta]...\n");
+      std::fprintf(stderr,
+                   "usage: repwatch_log_bench [--lines N] [--format postfix|exim|kumomta|powermta]... [--ingest DIR]\n");
       return 2;
     }
   }
@@ -348,7 +430,14 @@ int main(int argc, char** argv) {
 
   bool ok = true;
   for (LogFormat f : formats) {
-    const BenchResult r = Run(f, n);
+    const std::string file_path = ingest_dir.empty() ? "" : ingest_dir + "/" + std::string(LogFormatName(f)) + ".log";
+    std::FILE* file = file_path.empty() ? nullptr : std::fopen(file_path.c_str(), "w");
+    if (!file_path.empty() && file == nullptr) {
+      std::perror(file_path.c_str());
+      return 2;
+    }
+    const BenchResult r = Run(f, n, file);
+    if (file != nullptr) std::fclose(file);
     const double rate = static_cast<double>(r.lines) / r.parse_s;
     const double ref = static_cast<double>(r.lines) / r.reference_s;
     const bool exact = r.malformed == 0 && r.fields_ok && r.by_outcome[0] == r.want[0] &&
@@ -370,6 +459,20 @@ int main(int argc, char** argv) {
     std::printf("  events %zu (delivered %zu, deferred %zu, bounced %zu), ignored %zu, malformed %zu: %s\n", r.events,
                 r.by_outcome[0], r.by_outcome[1], r.by_outcome[2], r.ignored, r.malformed,
                 exact ? "as generated" : "NOT as generated");
+    if (!file_path.empty()) {
+      const IngestResult in = Ingest(f, ingest_dir, file_path);
+      const bool in_ok = in.error.empty() && in.events == r.events && in.malformed == 0 && in.offset == in.size;
+      ok = ok && in_ok;
+      std::printf("  end to end (tailer + parser + SQLite store, one transaction per 50,000 lines): %.3f s => %.0f "
+                  "lines/s; reference, read() + memchr of the same file: %.0f lines/s; %llu events stored, position "
+                  "%llu of %llu bytes: %s\n",
+                  in.ingest_s, static_cast<double>(in.lines) / in.ingest_s,
+                  static_cast<double>(in.lines) / in.reference_s, static_cast<unsigned long long>(in.events),
+                  static_cast<unsigned long long>(in.offset), static_cast<unsigned long long>(in.size),
+                  in_ok ? "all of them" : ("WRONG " + in.error).c_str());
+      std::filesystem::remove(file_path);
+      std::filesystem::remove_all(ingest_dir + "/state");
+    }
     std::fflush(stdout);
   }
   return ok ? 0 : 1;
