@@ -344,18 +344,24 @@ lab_check "stuck: its last successful cycle is older than 3 intervals" stale_now
 # A reload with a file that does not load: the agent runs on with the old config.
 printf '\n[agent\n' >>"$CONF_A"
 kill -HUP "$A_PID"
-reload_failed() {
-  local deadline=$((SECONDS + 15))
-  until curl -fsS --max-time 5 "http://$A_WEB/metrics" | grep -qx 'repwatch_config_last_reload_successful 0'; do
-    ((SECONDS < deadline)) || return 1
+# metrics_show LINE...: waits (up to 15 s) until the lab agent's /metrics has every LINE.
+metrics_show() {
+  local deadline=$((SECONDS + 15)) file="$LAB_DIR/metrics-lab-late.txt" line missing
+  while :; do
+    missing=""
+    curl -fsS --max-time 5 -o "$file" "http://$A_WEB/metrics" || missing="(no answer)"
+    for line in "$@"; do
+      [[ -n $missing ]] || grep -qxF -- "$line" "$file" || missing=$line
+    done
+    [[ -z $missing ]] && return 0
+    ((SECONDS < deadline)) || { printf '  /metrics lacks: %s\n' "$missing"; return 1; }
     sleep 0.2
   done
 }
 lab_check "lab: SIGHUP with a broken config: repwatch_config_last_reload_successful 0, the agent runs on" \
-  reload_failed
-lab_check "lab: the MTA log that is a directory is reported unreadable, the other one is fine" eval \
-  "curl -fsS --max-time 5 http://$A_WEB/metrics | grep -q '^repwatch_volume_log_up{source=\"exim-broken\"} 0' &&
-   curl -fsS --max-time 5 http://$A_WEB/metrics | grep -q '^repwatch_volume_log_up{source=\"exim-main\"} 1'"
+  metrics_show 'repwatch_config_last_reload_successful 0'
+lab_check "lab: the MTA log that is a directory is reported unreadable, the other one is fine" \
+  metrics_show 'repwatch_volume_log_up{source="exim-broken"} 0' 'repwatch_volume_log_up{source="exim-main"} 1'
 
 # ---------------------------------------------------------------------------
 lab_log "every dashboard and rule expression through Prometheus (until all have data, at most 90s)"
