@@ -127,6 +127,11 @@ Daemon::Daemon(DaemonOptions options)
 Daemon::~Daemon() {
   if (http_stopper_.joinable()) http_stopper_.join();
   if (shared_->server) shared_->server->Stop();  // its routes point into this object
+  RetireCycle();
+}
+
+void Daemon::RetireCycle() {
+  if (shared_->exporter) shared_->exporter->SetVolumeSources({});  // scrapes stop asking the ingester first
   cycle_.reset();
 }
 
@@ -198,9 +203,11 @@ Result<std::unique_ptr<Daemon::Cycle>> Daemon::Build(std::shared_ptr<const Confi
 
 void Daemon::Install(std::unique_ptr<Cycle> next) {
   Shared& s = *shared_;
-  cycle_.reset();  // one sender and one ingester at a time on the same databases
+  RetireCycle();  // one sender and one ingester at a time on the same databases
   cycle_ = std::move(next);
   s.exporter->SetWebhookStats(cycle_->sender ? cycle_->webhook_stats : nullptr);
+  if (cycle_->ingester)
+    s.exporter->SetVolumeSources([ingester = cycle_->ingester.get()] { return ingester->Stats(); });
   {
     std::lock_guard lock(token_mu_);
     token_ = cycle_->config->api.token;
@@ -466,7 +473,7 @@ int Daemon::Run(const std::atomic<bool>& stop, std::atomic<bool>& reload) {
     }
   }
   BeginShutdown();
-  cycle_.reset();  // the webhook sender and the log ingester stop
+  RetireCycle();  // the webhook sender and the log ingester stop
   if (http_stopper_.joinable()) http_stopper_.join();
   log::Info(stop ? "stopping on signal" : "done");
   return 0;

@@ -102,7 +102,8 @@ class Daemon {
   explicit Daemon(DaemonOptions options);
 
   Result<std::unique_ptr<Cycle>> Build(std::shared_ptr<const Config> config);
-  void Install(std::unique_ptr<Cycle> cycle);  // starts its threads and routes
+  void Install(std::unique_ptr<Cycle> cycle);  // retires the running one, starts its threads and routes
+  void RetireCycle();  // stops the cycle's threads and drops it
   bool RunOneCycle(std::chrono::nanoseconds spread);
   // The cycle thread's side of a reload: load and validate now (the result goes to
   // pending_ or to the waiting requests), apply once the cycle has stopped.
