@@ -1,5 +1,5 @@
-// A prepared SQLite statement with errors as values, shared by the state store and
-// the webhook outbox (each on its own connection). Step() resets the statement when
+// A prepared SQLite statement with errors as values, shared by the stores (agent/sqlite_db.h)
+// and the webhook outbox (each on its own connection). Step() resets the statement when
 // it is done or fails; Run() is Step() for statements that return no rows.
 #pragma once
 

@@ -1,14 +1,9 @@
 #include "agent/state_store.h"
 
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -16,13 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/sqlite_stmt.h"
+#include "agent/sqlite_db.h"
 #include "checks/report_json.h"
 
 namespace repwatch {
 namespace {
-
-namespace fs = std::filesystem;
 
 // Each entry brings the schema from version i to i + 1. Append only.
 const char* const kMigrations[] = {
@@ -88,7 +81,6 @@ CREATE TABLE webhook_sinks (
 ALTER TABLE ips ADD COLUMN mx TEXT;
 )sql",
 };
-constexpr int kSchemaVersion = std::size(kMigrations);
 
 // The statements prepared once per connection, by name (the name appears in errors).
 const std::map<std::string, const char*> kWriteSql = {
@@ -182,98 +174,6 @@ ZoneHealth HealthFromName(std::string_view name) {
 }
 
 // One SQLite connection and its cached statements.
-class Connection {
- public:
-  ~Connection() {
-    stmts_.clear();
-    sqlite3_close(db_);
-  }
-
-  static Result<std::unique_ptr<Connection>> Open(const std::string& path) {
-    auto c = std::make_unique<Connection>();
-    c->path_ = path;
-    int rc = sqlite3_open_v2(path.c_str(), &c->db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) return Status::Error(c->Error("open", rc));
-    sqlite3_busy_timeout(c->db_, 5000);
-    return c;
-  }
-
-  Status Exec(const std::string& step, const char* sql) {
-    char* msg = nullptr;
-    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &msg);
-    if (rc == SQLITE_OK) return Status::Ok();
-    std::string text = msg ? msg : sqlite3_errstr(rc);
-    sqlite3_free(msg);
-    return Status::Error(path_ + ": " + step + ": " + text);
-  }
-
-  Status Prepare(const std::map<std::string, const char*>& sql) {
-    for (const auto& [name, text] : sql) {
-      sqlite3_stmt* s = nullptr;
-      int rc = sqlite3_prepare_v3(db_, text, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
-      if (rc != SQLITE_OK) return Status::Error(Error("prepare '" + name + "'", rc));
-      stmts_.emplace(name, std::make_unique<Stmt>(s, path_ + ": " + name));
-    }
-    return Status::Ok();
-  }
-
-  Stmt& operator[](const std::string& name) { return *stmts_.at(name); }
-  const std::string& path() const { return path_; }
-
-  Result<int> SchemaVersion() {
-    Exec("create schema_version", "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
-    sqlite3_stmt* s = nullptr;
-    int rc = sqlite3_prepare_v2(db_, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &s, nullptr);
-    if (rc != SQLITE_OK) return Status::Error(Error("read schema_version", rc));
-    Stmt stmt(s, path_ + ": read schema_version");
-    auto row = stmt.Step();
-    if (!row.ok()) return row.status();
-    return static_cast<int>(stmt.Int(0));
-  }
-
- private:
-  std::string Error(const std::string& step, int rc) const {
-    const char* msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-    return path_ + ": " + step + ": " + msg;
-  }
-
-  sqlite3* db_ = nullptr;
-  std::string path_;
-  std::map<std::string, std::unique_ptr<Stmt>> stmts_;
-};
-
-Status Migrate(Connection& db) {
-  auto version = db.SchemaVersion();
-  if (!version.ok()) return version.status();
-  if (version.value() > kSchemaVersion)
-    return Status::Error(db.path() + ": schema version " + std::to_string(version.value()) +
-                         " is newer than this repwatch understands (" + std::to_string(kSchemaVersion) + ")");
-  for (int v = version.value(); v < kSchemaVersion; ++v) {
-    std::string step = "migration to schema version " + std::to_string(v + 1);
-    std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[v] +
-                      "INSERT INTO schema_version (version) VALUES (" + std::to_string(v + 1) + ");COMMIT;";
-    if (Status s = db.Exec(step, sql.c_str()); !s.ok()) {
-      db.Exec("rollback", "ROLLBACK");
-      return s;
-    }
-  }
-  return Status::Ok();
-}
-
-Status PrepareDir(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) {
-    fs::create_directories(dir, ec);
-    if (ec) return Status::Error("state_dir " + dir + ": cannot create: " + ec.message());
-    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec, ec);
-  }
-  if (!fs::is_directory(dir, ec)) return Status::Error("state_dir " + dir + ": not a directory");
-  if (access(dir.c_str(), W_OK | X_OK) != 0)
-    return Status::Error("state_dir " + dir + ": not writable: " + std::strerror(errno));
-  return Status::Ok();
-}
-
 struct Row {
   DnsblStatus status;
   long long first_seen;
@@ -289,7 +189,7 @@ struct Sections {
 
 class StateStore::Impl {
  public:
-  std::unique_ptr<Connection> writer, reader;
+  std::unique_ptr<SqliteDb> writer, reader;
   std::mutex write_mu;
   mutable std::mutex read_mu;
   bool in_cycle = false;
@@ -326,22 +226,11 @@ class StateStore::Impl {
 };
 
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& state_dir) {
-  if (Status s = PrepareDir(state_dir); !s.ok()) return s;
-  std::string path = (fs::path(state_dir) / "repwatch.db").string();
+  auto db = OpenSqliteStore(state_dir, "repwatch.db", kMigrations, kWriteSql, kReadSql);
+  if (!db.ok()) return db.status();
   auto impl = std::make_unique<Impl>();
-  auto writer = Connection::Open(path);
-  if (!writer.ok()) return writer.status();
-  impl->writer = std::move(writer).value();
-  Connection& w = *impl->writer;
-  for (auto [step, sql] : {std::pair{"enable WAL", "PRAGMA journal_mode = WAL"},
-                           std::pair{"set synchronous", "PRAGMA synchronous = NORMAL"}})
-    if (Status s = w.Exec(step, sql); !s.ok()) return s;
-  if (Status s = Migrate(w); !s.ok()) return s;
-  if (Status s = w.Prepare(kWriteSql); !s.ok()) return s;
-  auto reader = Connection::Open(path);
-  if (!reader.ok()) return reader.status();
-  impl->reader = std::move(reader).value();
-  if (Status s = impl->reader->Prepare(kReadSql); !s.ok()) return s;
+  impl->writer = std::move(db.value().writer);
+  impl->reader = std::move(db.value().reader);
   return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
 }
 
@@ -356,7 +245,7 @@ Status StateStore::BeginCycle(long long now) {
 }
 
 Status StateStore::Impl::Begin(long long now) {
-  Connection& db = *writer;
+  SqliteDb& db = *writer;
   if (Status s = db["begin"].Run(); !s.ok()) return s;
   in_cycle = true;
   tx_open = true;
@@ -395,7 +284,7 @@ Status StateStore::AbortCycle() {
 
 Status StateStore::EndCycle(long long now, double duration_seconds, size_t addresses, bool success) {
   std::lock_guard lock(impl_->write_mu);
-  Connection& db = *impl_->writer;
+  SqliteDb& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": EndCycle without BeginCycle");
   if (Status s = impl_->Tx(); !s.ok()) {
     impl_->Finish();
@@ -416,7 +305,7 @@ Status StateStore::EndCycle(long long now, double duration_seconds, size_t addre
 
 Status StateStore::Checkpoint() {
   std::lock_guard lock(impl_->write_mu);
-  Connection& db = *impl_->writer;
+  SqliteDb& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": Checkpoint outside a cycle");
   if (!impl_->tx_open) return Status::Ok();
   if (Status s = db["commit"].Run(); !s.ok()) return s;
@@ -437,7 +326,7 @@ bool Wanted() { return g_waiting.load() > 0; }
 
 Result<std::map<std::pair<std::string, std::string>, StreamRow>> StateStore::LoadStreams(const std::string& ip) {
   std::lock_guard lock(impl_->write_mu);
-  Connection& db = *impl_->writer;
+  SqliteDb& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": LoadStreams outside a cycle");
   std::map<std::pair<std::string, std::string>, StreamRow> out;
   if (!impl_->ips_with_streams.contains(ip)) return out;
@@ -461,7 +350,7 @@ Result<std::map<std::pair<std::string, std::string>, StreamRow>> StateStore::Loa
 Status StateStore::SaveStream(const std::string& ip, const std::string& check, const std::string& subject,
                               const StreamRow& row) {
   std::lock_guard lock(impl_->write_mu);
-  Connection& db = *impl_->writer;
+  SqliteDb& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": SaveStream outside a cycle");
   if (Status s = impl_->Tx(); !s.ok()) return s;
   if (row.IsDefault()) {
@@ -479,7 +368,7 @@ Status StateStore::SaveStream(const std::string& ip, const std::string& check, c
 
 Result<bool> StateStore::StoredProblem(const std::string& ip, const std::string& check, const std::string& subject) {
   std::lock_guard lock(impl_->write_mu);
-  Connection& db = *impl_->writer;
+  SqliteDb& db = *impl_->writer;
   auto first_row = [](Stmt& q) -> Result<bool> {
     auto row = q.Step();
     if (!row.ok()) return row.status();
@@ -523,7 +412,7 @@ Result<bool> StateStore::StoredProblem(const std::string& ip, const std::string&
 Status StateStore::EnqueueWebhookItem(const std::string& sink, const std::string& type, const std::string& group_key,
                                       const std::string& item_json, long long now) {
   std::lock_guard lock(impl_->write_mu);
-  Connection& db = *impl_->writer;
+  SqliteDb& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": EnqueueWebhookItem outside a cycle");
   if (Status s = impl_->Tx(); !s.ok()) return s;
   return db["enqueue item"].Bind(1, sink).Bind(2, type).Bind(3, group_key).Bind(4, item_json).Bind(5, now).Run();
@@ -531,7 +420,7 @@ Status StateStore::EnqueueWebhookItem(const std::string& sink, const std::string
 
 Status StateStore::RecordZoneHealth(const ZoneHealthReport& health, long long now) {
   std::lock_guard lock(impl_->write_mu);
-  Connection& db = *impl_->writer;
+  SqliteDb& db = *impl_->writer;
   if (!impl_->in_cycle) return Status::Error(db.path() + ": RecordZoneHealth outside a cycle");
   if (Status s = impl_->Tx(); !s.ok()) return s;
   return db["put zone health"]
@@ -552,7 +441,7 @@ Status StateStore::RecordIp(const IpReport& report, long long now) {
 }
 
 Status StateStore::Impl::RecordIpLocked(const IpReport& report, long long now) {
-  Connection& db = *writer;
+  SqliteDb& db = *writer;
   const std::string ip = report.ip.ToString();
   auto sections = CheckSections(ip, report);
   if (!sections.ok()) return sections.status();
@@ -722,12 +611,12 @@ DnsblZoneResult CleanResult(const std::string& zone) {
 Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
                                                    const std::vector<std::string>& zones_for_family) const {
   std::lock_guard lock(impl_->read_mu);
-  Connection& db = *impl_->reader;
+  SqliteDb& db = *impl_->reader;
   const std::string text = ip.ToString();
   // One read transaction, so the ips row and its dnsbl rows come from the same cycle.
   if (Status s = db["begin read"].Run(); !s.ok()) return s;
   struct EndRead {
-    Connection& db;
+    SqliteDb& db;
     ~EndRead() { db["end read"].Run(); }
   } end_read{db};
 
@@ -772,7 +661,7 @@ Result<std::optional<IpReport>> StateStore::LoadIp(const IpAddress& ip,
 
 Status StateStore::ForEachCheckedIp(const std::function<void(IpReport&&)>& fn) const {
   std::lock_guard lock(impl_->read_mu);
-  Connection& db = *impl_->reader;
+  SqliteDb& db = *impl_->reader;
   Stmt& q = db["read checked ips"];
   for (;;) {
     auto more = q.Step();
@@ -792,7 +681,7 @@ Status StateStore::ForEachCheckedIp(const std::function<void(IpReport&&)>& fn) c
 
 Result<std::vector<MxProbeResult>> StateStore::StoredMx(const IpAddress& ip) const {
   std::lock_guard lock(impl_->read_mu);
-  Connection& db = *impl_->reader;
+  SqliteDb& db = *impl_->reader;
   Stmt& q = db["read mx"];
   auto found = q.Bind(1, ip.ToString()).Step();
   if (!found.ok()) return found.status();

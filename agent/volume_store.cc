@@ -1,13 +1,8 @@
 #include "agent/volume_store.h"
 
 #include <sqlite3.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <climits>
-#include <cstring>
-#include <filesystem>
-#include <iterator>
 #include <mutex>
 #include <string_view>
 #include <tuple>
@@ -15,12 +10,10 @@
 
 #include "agent/receivers.h"
 #include "agent/smtp_reply.h"
-#include "agent/sqlite_stmt.h"
+#include "agent/sqlite_db.h"
 
 namespace repwatch {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr long long kKeepHours = 120 * 24;
 
@@ -40,7 +33,6 @@ CREATE TABLE log_positions (
 ) WITHOUT ROWID;
 )sql",
 };
-constexpr int kSchemaVersion = std::size(kMigrations);
 
 const std::map<std::string, const char*> kWriteSql = {
     {"add count",
@@ -68,99 +60,6 @@ bool Throttling(std::string_view cls) {
 }
 
 // One SQLite connection and its statements by name (the name appears in errors).
-class Connection {
- public:
-  ~Connection() {
-    stmts_.clear();
-    sqlite3_close(db_);
-  }
-
-  static Result<std::unique_ptr<Connection>> Open(const std::string& path) {
-    auto c = std::make_unique<Connection>();
-    c->path_ = path;
-    int rc = sqlite3_open_v2(path.c_str(), &c->db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) {
-      std::string msg = c->db_ ? sqlite3_errmsg(c->db_) : sqlite3_errstr(rc);
-      return Status::Error(path + ": open: " + msg);
-    }
-    sqlite3_busy_timeout(c->db_, 5000);
-    return c;
-  }
-
-  Status Exec(const std::string& step, const char* sql) {
-    char* msg = nullptr;
-    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &msg);
-    if (rc == SQLITE_OK) return Status::Ok();
-    std::string text = msg ? msg : sqlite3_errstr(rc);
-    sqlite3_free(msg);
-    return Status::Error(path_ + ": " + step + ": " + text);
-  }
-
-  Status Prepare(const std::map<std::string, const char*>& sql) {
-    for (const auto& [name, text] : sql) {
-      sqlite3_stmt* s = nullptr;
-      if (sqlite3_prepare_v3(db_, text, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
-        return Status::Error(path_ + ": prepare '" + name + "': " + sqlite3_errmsg(db_));
-      stmts_.emplace(name, std::make_unique<Stmt>(s, path_ + ": " + name));
-    }
-    return Status::Ok();
-  }
-
-  Result<int> SchemaVersion() {
-    if (Status s = Exec("create schema_version", "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
-        !s.ok())
-      return s;
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db_, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &s, nullptr) != SQLITE_OK)
-      return Status::Error(path_ + ": read schema_version: " + sqlite3_errmsg(db_));
-    Stmt stmt(s, path_ + ": read schema_version");
-    auto row = stmt.Step();
-    if (!row.ok()) return row.status();
-    int v = static_cast<int>(stmt.Int(0));
-    stmt.Reset();
-    return v;
-  }
-
-  Status Migrate() {
-    auto version = SchemaVersion();
-    if (!version.ok()) return version.status();
-    if (version.value() > kSchemaVersion)
-      return Status::Error(path_ + ": schema version " + std::to_string(version.value()) +
-                           " is newer than this repwatch understands (" + std::to_string(kSchemaVersion) + ")");
-    for (int v = version.value(); v < kSchemaVersion; ++v) {
-      std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[v] +
-                        "INSERT INTO schema_version (version) VALUES (" + std::to_string(v + 1) + ");COMMIT;";
-      if (Status s = Exec("migration to schema version " + std::to_string(v + 1), sql.c_str()); !s.ok()) {
-        Exec("rollback", "ROLLBACK");
-        return s;
-      }
-    }
-    return Status::Ok();
-  }
-
-  Stmt& operator[](const std::string& name) { return *stmts_.at(name); }
-  const std::string& path() const { return path_; }
-
- private:
-  sqlite3* db_ = nullptr;
-  std::string path_;
-  std::map<std::string, std::unique_ptr<Stmt>> stmts_;
-};
-
-Status PrepareDir(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) {
-    fs::create_directories(dir, ec);
-    if (ec) return Status::Error("state_dir " + dir + ": cannot create: " + ec.message());
-    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec, ec);
-  }
-  if (!fs::is_directory(dir, ec)) return Status::Error("state_dir " + dir + ": not a directory");
-  if (access(dir.c_str(), W_OK | X_OK) != 0)
-    return Status::Error("state_dir " + dir + ": not writable: " + std::strerror(errno));
-  return Status::Ok();
-}
-
 // The key one count is kept under; group and class are the static names of
 // ReceiverGroup / SmtpClassName.
 using CountKey = std::tuple<IpAddress, long long, int, std::string_view, std::string_view>;
@@ -169,7 +68,7 @@ using CountKey = std::tuple<IpAddress, long long, int, std::string_view, std::st
 
 class VolumeStore::Impl {
  public:
-  std::unique_ptr<Connection> writer, reader;
+  std::unique_ptr<SqliteDb> writer, reader;
   std::mutex write_mu;
   std::mutex read_mu;
   long long pruned_hour = LLONG_MIN;  // the hour of `now` of the last prune
@@ -205,23 +104,11 @@ class VolumeStore::Impl {
 };
 
 Result<std::unique_ptr<VolumeStore>> VolumeStore::Open(const std::string& state_dir) {
-  if (Status s = PrepareDir(state_dir); !s.ok()) return s;
-  const std::string path = (fs::path(state_dir) / "volume.db").string();
+  auto db = OpenSqliteStore(state_dir, "volume.db", kMigrations, kWriteSql, kReadSql);
+  if (!db.ok()) return db.status();
   auto impl = std::make_unique<Impl>();
-  auto writer = Connection::Open(path);
-  if (!writer.ok()) return writer.status();
-  impl->writer = std::move(writer).value();
-  Connection& w = *impl->writer;
-  // NORMAL: a power loss may undo the last transactions, but counts and positions together.
-  for (auto [step, sql] : {std::pair{"enable WAL", "PRAGMA journal_mode = WAL"},
-                           std::pair{"set synchronous", "PRAGMA synchronous = NORMAL"}})
-    if (Status s = w.Exec(step, sql); !s.ok()) return s;
-  if (Status s = w.Migrate(); !s.ok()) return s;
-  if (Status s = w.Prepare(kWriteSql); !s.ok()) return s;
-  auto reader = Connection::Open(path);
-  if (!reader.ok()) return reader.status();
-  impl->reader = std::move(reader).value();
-  if (Status s = impl->reader->Prepare(kReadSql); !s.ok()) return s;
+  impl->writer = std::move(db.value().writer);
+  impl->reader = std::move(db.value().reader);
   return std::unique_ptr<VolumeStore>(new VolumeStore(std::move(impl)));
 }
 
@@ -248,7 +135,7 @@ Status VolumeStore::Add(const std::vector<VolumeEvent>& events, long long now, c
   const long long now_hour = now / 3600;
 
   std::lock_guard lock(impl_->write_mu);
-  Connection& db = *impl_->writer;
+  SqliteDb& db = *impl_->writer;
   const bool prune = now_hour != impl_->pruned_hour;
   if (counts.empty() && !put_position && !prune) return Status::Ok();
   if (Status s = db["begin"].Run(); !s.ok()) return s;
