@@ -257,14 +257,11 @@ ALSO_ACCEPTED = {"big.spf.example": {"permerror"}, "macro.spf.example": {"permer
 # Writing
 
 
-def unbound_conf(f, listen, blackhole, directory):
+def unbound_server(listen, directory):
+    """The "server:" clause every lab unbound shares: loopback only, no chroot, no
+    user change, iterator only, answers to 127/8 (mxdata.py uses it too)."""
     addr, port = listen.rsplit(":", 1)
-    bh_addr, bh_port = blackhole.rsplit(":", 1)
-    out = [
-        "# Written by tests/lab/dnsdata.py: unbound for the FCrDNS/SPF lab, loopback only.",
-        "# Everything is local-data under local-zone \".\" static; the few \"dead\" zones are",
-        "# transparent and forwarded to a loopback server that never answers. No root hints",
-        "# are ever used (forward-zone \".\"), no trust anchor, no remote control.",
+    return [
         "server:",
         "  verbosity: 1",
         f"  interface: {addr}",
@@ -286,6 +283,16 @@ def unbound_conf(f, listen, blackhole, directory):
         "  rrset-roundrobin: no",
         "  access-control: 127.0.0.0/8 allow",
     ]
+
+
+def unbound_conf(f, listen, blackhole, directory):
+    bh_addr, bh_port = blackhole.rsplit(":", 1)
+    out = [
+        "# Written by tests/lab/dnsdata.py: unbound for the FCrDNS/SPF lab, loopback only.",
+        "# Everything is local-data under local-zone \".\" static; the few \"dead\" zones are",
+        "# transparent and forwarded to a loopback server that never answers. No root hints",
+        "# are ever used (forward-zone \".\"), no trust anchor, no remote control.",
+    ] + unbound_server(listen, directory)
     for z in f.static:
         out.append(f'  local-zone: "{z.rstrip(".")}." static' if z != "." else '  local-zone: "." static')
     for z in f.dead:

@@ -67,7 +67,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree (for the lab modules below)
 # The DNS lab's model of what unbound answers, and the DNSBL lab's bookkeeping.
-from dnsdata import Model, dig, parse_rdata  # noqa: E402
+from dnsdata import Model, dig, parse_rdata, unbound_server  # noqa: E402
 from labzones import Problems  # noqa: E402
 
 # ---------------------------------------------------------------------------
@@ -163,32 +163,12 @@ def toml_str(s):
 
 
 def unbound_conf(f, listen, directory):
-    addr, port = listen.rsplit(":", 1)
     out = [
         "# Written by tests/lab/mxdata.py: unbound for the MX probe lab, loopback only.",
         "# Everything is local-data under local-zone \".\" static: no name is ever",
         "# looked up elsewhere. The forward-zone is never used; it names where resolv.conf",
         "# points in the lab namespace (127.0.0.1:53), where a sentinel logs any query.",
-        "server:",
-        "  verbosity: 1",
-        f"  interface: {addr}",
-        f"  port: {port}",
-        "  do-ip4: yes",
-        "  do-ip6: no",
-        "  do-udp: yes",
-        "  do-tcp: yes",
-        "  num-threads: 1",
-        '  chroot: ""',
-        '  username: ""',
-        f'  directory: "{directory}"',
-        f'  pidfile: "{directory}/unbound.pid"',
-        "  use-syslog: no",
-        '  logfile: ""',
-        '  module-config: "iterator"',
-        "  do-not-query-localhost: no",
-        "  qname-minimisation: no",
-        "  rrset-roundrobin: no",
-        "  access-control: 127.0.0.0/8 allow",
+    ] + unbound_server(listen, directory) + [
         '  local-zone: "." static',
     ]
     for domain, mx in f.mx.items():
