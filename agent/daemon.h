@@ -5,8 +5,8 @@
 // Reload (SIGHUP, POST /-/reload). RequestReload() only raises a flag (the SIGHUP
 // handler does the same with its own flag); the cycle thread re-reads the config
 // file given at start at its next safe point: between two polls of a running cycle
-// (at most 100 ms apart) or while it waits for the next cycle, never a whole
-// interval later.
+// (at most 100 ms apart once the cycle's zone test points are answered) or while
+// it waits for the next cycle, never a whole interval later.
 //  - A file that does not load or validate (TOML syntax, a bad value, an unreadable
 //    file or secret, a webhook secret that does not decode) changes nothing: the
 //    errors are logged as "file:line:col: message", the running config goes on, and
