@@ -5,7 +5,7 @@
 // Reload (SIGHUP, POST /-/reload). RequestReload() only raises a flag (the SIGHUP
 // handler does the same with its own flag); the cycle thread re-reads the config
 // file given at start at its next safe point: between two polls of a running cycle
-// (at most 100 ms apart once the cycle's zone test points are answered) or while
+// (at most 100 ms apart, while the cycle's zone test points are asked too) or while
 // it waits for the next cycle, never a whole interval later.
 //  - A file that does not load or validate (TOML syntax, a bad value, an unreadable
 //    file or secret, a webhook secret that does not decode) changes nothing: the
@@ -26,8 +26,8 @@
 //    volume.db are never closed by a reload.
 //
 // Stop (SIGTERM, SIGINT, or the `stop` flag): the running cycle stops as for a
-// reload (kStopGrace for addresses in flight; the cycle's zone test points, up to one
-// DNS timeout x attempts, are not cut short), what finished is committed and the
+// reload (kStopGrace for addresses in flight, or for the zone test points when it
+// comes before any address started), what finished is committed and the
 // cycle recorded as unsuccessful, then the webhook sender (an in-flight request is
 // abandoned and retried next run), the log ingester and the HTTP listener stop.
 // Run() returns 0. An MX session already talking to a receiver is not cut off: it

@@ -14,10 +14,27 @@ constexpr std::chrono::milliseconds kMaxPollWait{100};
 Scheduler::Scheduler(std::vector<std::unique_ptr<Check>>& checks, Resolver& resolver, Clock& clock)
     : checks_(checks), resolver_(resolver), clock_(clock) {}
 
-void Scheduler::RunBeginCycle(CycleReport* report) {
-  size_t remaining = checks_.size();
-  for (auto& check : checks_) check->BeginCycle(report, [&remaining] { --remaining; });
-  while (remaining > 0) PollAll(kMaxPollWait);
+bool Scheduler::RunBeginCycle(CycleReport* report, const CycleOptions& options) {
+  // On the heap: after a stop, a check may still call back into an abandoned begin.
+  auto begin = std::make_unique<OpenBegin>();
+  begin->remaining = checks_.size();
+  OpenBegin* raw = begin.get();
+  for (auto& check : checks_) check->BeginCycle(&raw->report, [raw] { --raw->remaining; });
+  std::optional<std::chrono::steady_clock::time_point> stop_seen;
+  while (begin->remaining > 0) {
+    if (options.stop && options.stop->load()) {
+      const auto now = clock_.Now();
+      if (!stop_seen) stop_seen = now;
+      if (options.stop_grace && now - *stop_seen >= *options.stop_grace) {
+        abandoned_begins_.push_back(std::move(begin));
+        return false;
+      }
+    }
+    PollAll(kMaxPollWait);
+    if (options.on_poll) options.on_poll();
+  }
+  *report = std::move(begin->report);
+  return true;
 }
 
 void Scheduler::PollAll(std::chrono::milliseconds max_wait) {
@@ -27,9 +44,13 @@ void Scheduler::PollAll(std::chrono::milliseconds max_wait) {
 
 CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& options, const Sink& sink) {
   std::erase_if(abandoned_, [](const auto& o) { return o->remaining == 0; });
+  std::erase_if(abandoned_begins_, [](const auto& b) { return b->remaining == 0; });
   CycleOutcome out;
   const auto start = clock_.Now();
-  RunBeginCycle(&out.report);
+  if (!RunBeginCycle(&out.report, options)) {  // stopped while the zones were being probed
+    out.duration = clock_.Now() - start;
+    return out;
+  }
   if (options.on_cycle_begun) options.on_cycle_begun(out.report);
 
   std::unordered_map<size_t, std::unique_ptr<OpenAddress>> open;

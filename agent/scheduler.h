@@ -28,7 +28,8 @@ struct CycleOptions {
   size_t max_addresses_in_flight = 4096;
   size_t max_pending_queries = 8192;
   const std::atomic<bool>* stop = nullptr;  // when set, no new address starts; open ones finish
-  // With `stop`: how long open addresses may take to finish after the stop request
+  // With `stop`: how long open addresses (or the cycle-level work before them, such
+  // as the zones' test points) may take to finish after the stop request
   // (unset: as long as they need). Those still open then are abandoned -- not
   // delivered, their results dropped -- so a shutdown or reload is not held up by
   // DNS timeouts or a rate-limited queue. An abandoned address stays owned by the
@@ -37,8 +38,9 @@ struct CycleOptions {
   std::optional<std::chrono::milliseconds> stop_grace;
   // Called once the cycle-level work (zone health) is done, before any address starts.
   std::function<void(const CycleReport&)> on_cycle_begun;
-  // Called after every poll of the loop (at least every 100 ms while the cycle runs),
-  // e.g. to commit what finished addresses wrote while the next ones take long.
+  // Called after every poll of the loop (at least every 100 ms while the cycle runs,
+  // the cycle-level work included), e.g. to commit what finished addresses wrote while
+  // the next ones take long, or to notice a stop request.
   std::function<void()> on_poll;
 };
 
@@ -57,7 +59,8 @@ class Scheduler {
   CycleOutcome RunCycle(const TargetSet& targets, const CycleOptions& options, const Sink& sink);
 
  private:
-  void RunBeginCycle(CycleReport* report);
+  // Every check's BeginCycle, polled to completion; false when abandoned after a stop.
+  bool RunBeginCycle(CycleReport* report, const CycleOptions& options);
   void PollAll(std::chrono::milliseconds max_wait);  // the resolver, then every check's Poll
 
   struct OpenAddress {
@@ -67,7 +70,13 @@ class Scheduler {
   };
 
   std::vector<std::unique_ptr<Check>>& checks_;
+  struct OpenBegin {
+    CycleReport report;
+    size_t remaining;  // checks whose BeginCycle is not done yet
+  };
+
   std::vector<std::unique_ptr<OpenAddress>> abandoned_;  // see CycleOptions::stop_grace
+  std::vector<std::unique_ptr<OpenBegin>> abandoned_begins_;
   Resolver& resolver_;
   Clock& clock_;
 };

@@ -187,6 +187,75 @@ TEST_CASE("scheduler: after stop_grace, addresses still open are abandoned safel
   CHECK(delivered == 16);
 }
 
+TEST_CASE("scheduler: a stop while the zones are probed ends the cycle after stop_grace, safely", "[scheduler]") {
+  // A check whose cycle-level work (zone test points) waits on a resolver that never answers.
+  class HangingBegin final : public Check {
+   public:
+    std::string_view Name() const override { return "hanging-begin"; }
+    void BeginCycle(CycleReport* cycle, Done done) override {
+      waiting.push_back([cycle, done] {
+        cycle->zones.emplace_back();  // writes into the abandoned report: must still be alive
+        done();
+      });
+    }
+    void CheckIp(const Target&, IpReport*, Done done) override {
+      ++started;
+      done();
+    }
+    size_t ExpectedQueries(const Target&) const override { return 0; }
+    std::vector<std::function<void()>> waiting;
+    int started = 0;
+  };
+  FakeClock clock;
+  FakeResolver resolver;
+  resolver.clock = &clock;
+  std::vector<std::unique_ptr<Check>> checks;
+  checks.push_back(std::make_unique<HangingBegin>());
+  auto* hanging = static_cast<HangingBegin*>(checks[0].get());
+  std::vector<RangeConfig> ranges = {Range("a", {"192.0.2.0/28"})};
+  Scheduler s(checks, resolver, clock);
+  std::atomic<bool> stop{false};
+  CycleOptions opts;
+  opts.stop = &stop;
+  opts.stop_grace = 500ms;
+  int polls = 0;
+  std::optional<std::chrono::steady_clock::time_point> stopped_at;
+  opts.on_poll = [&] {  // called while the begin waits, too
+    if (++polls == 3) {
+      stop = true;
+      stopped_at = clock.Now();
+    }
+  };
+  bool begun = false;
+  opts.on_cycle_begun = [&](const CycleReport&) { begun = true; };
+  size_t delivered = 0;
+  auto out = s.RunCycle(TargetSet::FromRanges(ranges), opts, [&](IpReport&&) { ++delivered; });
+  CHECK_FALSE(out.completed);
+  CHECK_FALSE(begun);
+  CHECK(out.addresses_done == 0);
+  CHECK(hanging->started == 0);
+  REQUIRE(stopped_at);
+  CHECK(clock.Now() - *stopped_at >= 500ms);
+  CHECK(clock.Now() - *stopped_at < 700ms);
+
+  // The late answer arrives after the cycle gave up: nothing that is gone is touched.
+  REQUIRE(hanging->waiting.size() == 1);
+  hanging->waiting[0]();
+  hanging->waiting.clear();
+
+  // The next cycle, its zones answered, runs every address.
+  stop = false;
+  opts.on_poll = [&] {
+    for (auto& answer : hanging->waiting) answer();
+    hanging->waiting.clear();
+  };
+  out = s.RunCycle(TargetSet::FromRanges(ranges), opts, [&](IpReport&&) { ++delivered; });
+  CHECK(out.completed);
+  CHECK(begun);
+  CHECK(out.report.zones.size() == 1);
+  CHECK(delivered == 16);
+}
+
 TEST_CASE("targets: command-line addresses take their configured range", "[scheduler]") {
   std::vector<RangeConfig> ranges = {Range("a", {"192.0.2.0/28"})};
   auto set = TargetSet::FromArguments({"192.0.2.8/30", "203.0.113.5"}, ranges);
