@@ -246,6 +246,21 @@ void Daemon::PublishStoredState() {
     if (shard.Owns(r.ip)) snapshot.AddStored(r);
   });
   if (!checked.ok()) log::Error("cannot read the stored FCrDNS/SPF results: " + checked.message());
+  // Warm-up comes from volume.db, not from DNS: the start-up snapshot carries it too,
+  // so repwatch_warmup_* (and the alerts on them) do not wait for a slow first cycle.
+  for (auto& check : cycle_->checks) {
+    if (check->Name() != "warmup") continue;
+    CycleReport unused;
+    check->BeginCycle(&unused, [] {});
+    for (size_t i = 0; i < cycle_->targets->size(); ++i) {
+      const Target& t = cycle_->targets->At(i);
+      IpReport r;
+      r.ip = t.ip;
+      if (t.range) r.range = t.range->name;
+      check->CheckIp(t, &r, [] {});  // synchronous: counts from volume.db
+      if (r.warmup || r.volume) snapshot.AddStored(r);
+    }
+  }
   snapshot.SetCycle(stored);
   shared_->exporter->Publish(snapshot.FinishRestored(last_success.value()));
 }

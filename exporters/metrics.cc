@@ -408,6 +408,7 @@ void SnapshotBuilder::AddStored(const IpReport& report) {
   if (report.fcrdns) AddFcrdns(report, *report.fcrdns);
   if (report.spf) AddSpf(report, *report.spf);
   if (report.mx) AddMx(report, *report.mx);
+  AddWarmup(report);
 }
 
 void SnapshotBuilder::Add(const IpReport& report) {

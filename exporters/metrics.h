@@ -142,9 +142,10 @@ class SnapshotBuilder {
   // survive a resolver hiccup or an unhealthy zone. Stored rows for zones or
   // ranges no longer configured, or addresses that left their range, are skipped.
   void UseStoredListings(const std::vector<StoredListing>& stored);
-  // Adds a stored address's fcrdns / spf / mx sections (StateStore::ForEachCheckedIp) to
-  // the start-up snapshot, so their problem series survive a restart too. Addresses
-  // that left their range are skipped; targets are not counted.
+  // Adds a stored address's fcrdns / spf / mx sections (StateStore::ForEachCheckedIp),
+  // or its warm-up and volume as volume.db has them, to the start-up snapshot, so their
+  // series survive a restart too. Addresses that left their range are skipped; targets
+  // are not counted.
   void AddStored(const IpReport& report);
   // The start-up snapshot (see MetricsSnapshot::restored), after UseStoredListings
   // and SetCycle with the stored zone health. Keeps listing series (and the alerts

@@ -579,6 +579,52 @@ TEST_CASE("SnapshotBuilder::AddStored brings the MX series back after a restart"
   CHECK(Series(text, "repwatch_targets").empty());
 }
 
+TEST_CASE("SnapshotBuilder: warm-up series only for addresses on a ramp; AddStored brings them back",
+          "[metrics][warmup]") {
+  Config config;
+  config.ranges = {testing::Range("new", {"192.0.2.0/30"})};
+  config.ranges[0].warmup_start = "2026-11-23";  // warm-up on: the counts per signal are seeded
+  auto report = [](const char* ip, std::optional<WarmupReport> w, VolumeReport v) {
+    IpReport r;
+    r.ip = IpAddress::Parse(ip).value();
+    r.range = "new";
+    r.warmup = std::move(w);
+    r.volume = v;
+    return r;
+  };
+  WarmupReport ahead{"double-30", "2026-11-23", "config", 0, 50, 181, 3.62, WarmupSignal::kAhead, "181 sent"};
+  WarmupReport done{"double-30", "2026-10-01", "config", 53, 0, 900, 0, WarmupSignal::kCompleted, "complete"};
+  const std::vector<IpReport> reports = {report("192.0.2.1", ahead, {120, 40, 21}),
+                                         report("192.0.2.2", done, {900, 0, 0}),
+                                         report("192.0.2.3", std::nullopt, {5, 0, 0})};
+  DnsStats dns;
+  for (const bool restored : {false, true}) {
+    INFO((restored ? "start-up snapshot" : "cycle snapshot"));
+    SnapshotBuilder b(config);
+    for (const IpReport& r : reports) restored ? b.AddStored(r) : b.Add(r);
+    MetricsExporter exporter(dns);
+    exporter.Publish(restored ? b.FinishRestored(1700000000) : b.Finish(1.0, 1700000000));
+    const std::string text = Serialize(exporter);
+    INFO(text);
+    // Per address: only 192.0.2.1, on its ramp (completed and not warming: none).
+    CHECK(Series(text, "repwatch_warmup_day") ==
+          Lines{R"(repwatch_warmup_day{ip="192.0.2.1",range="new",schedule="double-30"} 0)"});
+    CHECK(Series(text, "repwatch_warmup_allowance") == Lines{R"(repwatch_warmup_allowance{ip="192.0.2.1",range="new"} 50)"});
+    CHECK(Series(text, "repwatch_warmup_sent") == Lines{R"(repwatch_warmup_sent{ip="192.0.2.1",range="new"} 181)"});
+    CHECK(Series(text, "repwatch_warmup_ratio") == Lines{R"(repwatch_warmup_ratio{ip="192.0.2.1",range="new"} 3.62)"});
+    CHECK(Series(text, "repwatch_warmup_signal") ==
+          Lines{R"(repwatch_warmup_signal{ip="192.0.2.1",range="new",signal="ahead"} 1)"});
+    const Lines ips = Series(text, "repwatch_warmup_ips");
+    CHECK(std::count(ips.begin(), ips.end(), R"(repwatch_warmup_ips{range="new",signal="ahead"} 1)") == 1);
+    CHECK(std::count(ips.begin(), ips.end(), R"(repwatch_warmup_ips{range="new",signal="completed"} 1)") == 1);
+    CHECK(std::count(ips.begin(), ips.end(), R"(repwatch_warmup_ips{range="new",signal="ok"} 0)") == 1);
+    CHECK(Series(text, "repwatch_volume_today") ==
+          Lines{R"(repwatch_volume_today{outcome="bounced",range="new"} 21)",
+                R"(repwatch_volume_today{outcome="deferred",range="new"} 40)",
+                R"(repwatch_volume_today{outcome="delivered",range="new"} 1025)"});
+  }
+}
+
 TEST_CASE("MetricsExporter: log-source series from the ingester's statistics, gone when cleared", "[metrics][volume]") {
   DnsStats dns;
   MetricsExporter exporter(dns);

@@ -40,8 +40,9 @@ FORMATS=(postfix exim kumomta powermta)
 declare -A FILE=([postfix]=mail.log [exim]=mainlog [kumomta]=kumo.jsonl [powermta]=acct.csv)
 
 AGENT_PID=""
-start_agent() {
-  lab_spawn "repwatch-$1" "$REPWATCH" run --config.file="$LOGS/repwatch.toml" --web.listen-address="$WEB_ADDR:$WEB_PORT"
+start_agent() {  # NAME [CONFIG]
+  lab_spawn "repwatch-$1" "$REPWATCH" run --config.file="${2:-$LOGS/repwatch.toml}" \
+    --web.listen-address="$WEB_ADDR:$WEB_PORT"
   AGENT_PID=$LAB_LAST_PID
   lab_wait_http "$WEB/-/healthy" 30 "$AGENT_PID"
 }
@@ -150,6 +151,21 @@ check_metrics "warm-up after a cycle" --cycle
   2>"$LAB_DIR/check.log" || true
 lab_check "check --json: volume and warm-up of every sending address" \
   "${VD[@]}" verify-check "$LOGS" "$REPWATCH" <"$LAB_DIR/check.json"
-stop_agent "end"
+stop_agent "after the warm-up cycle"
+
+# 8. A restart whose first cycle cannot end (a block list behind a resolver that
+#    never answers): the warm-up series come from volume.db at start-up, exact, and
+#    SIGTERM still stops the agent while its zone's test points hang.
+BLACKHOLE="127.0.0.54:$(lab_free_port 127.0.0.54)"
+lab_spawn blackhole python3 "$LAB_ROOT/dnsdata.py" blackhole "$BLACKHOLE"
+sed -e "s|^servers = .*|servers = [\"$BLACKHOLE\"]|" -e 's|^timeout = .*|timeout = "30s"|' \
+  "$LOGS/repwatch.toml" >"$LOGS/stuck.toml"
+printf '\n[[dnsbl]]\nzone = "bl.volume-lab.example"\n' >>"$LOGS/stuck.toml"
+"${VD[@]}" reset-stats "$LOGS"
+start_agent 6 "$LOGS/stuck.toml"
+sleep 1
+lab_check "no cycle has ended (/-/ready is not 200)" test "$(lab_http_code "$WEB/-/ready")" != 200
+check_metrics "warm-up restored at start-up, before any cycle" --cycle
+stop_agent "while the zone's test points hang"
 
 lab_summary
