@@ -215,9 +215,15 @@ void Daemon::Install(std::unique_ptr<Cycle> next) {
   if (cycle_->sender) cycle_->sender->Start();
   AddApiRoutes(*s.server, cycle_->config, *s.store);
   if (s.volume) AddVolumeRoutes(*s.server, cycle_->config, *s.volume, s.clock);
-  if (cycle_->ingester) {  // what the logs hold now counts in the next cycle; the thread follows from there
-    if (Status st = cycle_->ingester->CatchUp(); !st.ok()) log::Error(st.message());
-    if (!options_.once) cycle_->ingester->Start();
+  if (cycle_->ingester) {
+    // A one-shot run counts what the logs hold now. A daemon reads them on the
+    // ingester's thread only: a backlog of gigabytes after downtime must not hold up
+    // the HTTP listener, a reload or SIGTERM (that thread stops between batches).
+    if (options_.once) {
+      if (Status st = cycle_->ingester->CatchUp(); !st.ok()) log::Error(st.message());
+    } else {
+      cycle_->ingester->Start();
+    }
   }
 }
 
