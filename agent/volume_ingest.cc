@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <optional>
 
+#include <fmt/format.h>
+
 #include "agent/log.h"
 #include "agent/log_formats.h"
 #include "agent/log_tailer.h"
@@ -12,6 +14,8 @@ namespace {
 
 constexpr size_t kBatchLines = 50000;
 constexpr std::chrono::milliseconds kMinPollInterval{10};
+// A log that has never been there for this long is reported (a wrong path), not only waited for.
+constexpr std::chrono::seconds kMissingGrace{60};
 
 // PowerMTA's parser learns its columns from the file's header lines. Resuming in the
 // middle of a file, it is first shown the lines before the stored offset (results
@@ -47,6 +51,7 @@ struct VolumeIngester::Source {
   std::optional<TailPosition> committed;    // what the store holds for this source
   TailStats seen;                           // tailer stats already added to `stats`
   std::string logged_error;                 // the last error logged (once per change)
+  std::optional<std::chrono::steady_clock::time_point> missing_since;  // no file seen yet, since
   SourceStats stats;                        // guarded by VolumeIngester::mu_
 };
 
@@ -177,6 +182,18 @@ Status VolumeIngester::PollSource(Source& s) {
     if (lines < kBatchLines) break;  // at the end
     std::lock_guard lock(mu_);
     if (stop_ && std::this_thread::get_id() == thread_.get_id()) break;  // Stop() during a long catch-up
+  }
+
+  // Still no file at the path (never opened): waited for, but after kMissingGrace it is
+  // an error of its own, so a wrong path shows in repwatch_volume_log_up.
+  if (result.ok() && s.tailer && s.tailer->position().inode == 0) {
+    const auto now = clock_.Now();
+    if (!s.missing_since) s.missing_since = now;
+    if (now - *s.missing_since >= kMissingGrace)
+      result = Status::Error(fmt::format("{}: no such file for {} s or more (still waiting for it)", s.config.path,
+                                         kMissingGrace.count()));
+  } else {
+    s.missing_since.reset();
   }
 
   std::lock_guard lock(mu_);

@@ -265,11 +265,11 @@ void AddConfigReload(std::vector<MetricFamily>& out, bool successful, long long 
 
 void AddVolumeSources(std::vector<MetricFamily>& out, const std::vector<SourceStats>& sources) {
   MetricFamily lines = NewFamily("repwatch_volume_log_lines_total",
-                                 "Log lines read since start, by result: counted (a delivery attempt), ignored, "
+                                 "Log lines read since start or the last reload, by result: counted (a delivery attempt), ignored, "
                                  "malformed, too_long (skipped whole).",
                                  MetricType::Counter);
   MetricFamily rotations = NewFamily("repwatch_volume_log_rotations_total",
-                                     "Log rotations followed since start, by kind: rename or truncate.",
+                                     "Log rotations followed since start or the last reload, by kind: rename or truncate.",
                                      MetricType::Counter);
   MetricFamily up = NewFamily("repwatch_volume_log_up", "1 while the log source reads without error.",
                               MetricType::Gauge);

@@ -63,12 +63,13 @@
 //   repwatch_webhook_oldest_undelivered_age_seconds{sink}  gauge, age of the oldest of them (0 when none)
 //   repwatch_webhook_sink_disabled{sink}              gauge 1 while the sink is disabled (after a 410)
 // Once log-source statistics are given (SetVolumeSources), per [[volume.sources]] entry
-// (counters since this process started):
+// (counters since the process started or the config was last reloaded):
 //   repwatch_volume_log_lines_total{source,result}    counter, lines read: counted (a delivery attempt) |
 //                                                     ignored (another kind of line) | malformed |
 //                                                     too_long (skipped whole, over 1 MiB)
 //   repwatch_volume_log_rotations_total{source,kind}  counter, rotations followed: rename | truncate
-//   repwatch_volume_log_up{source}                    gauge 1 while the log reads without error
+//   repwatch_volume_log_up{source}                    gauge 1 while the log reads without error (0 also
+//                                                     when its file has not been there for a minute)
 #pragma once
 
 #include <functional>

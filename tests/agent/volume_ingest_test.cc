@@ -400,7 +400,7 @@ TEST_CASE("ingester: a batch the store refuses is read again, not lost", "[volum
   CHECK(ingester.Stats()[0].last_error.empty());
 }
 
-TEST_CASE("ingester: an unreadable source is reported, a missing one waited for", "[volume_ingest]") {
+TEST_CASE("ingester: an unreadable source is reported, a missing one waited for, then reported after a minute", "[volume_ingest]") {
   testing::TempDir dir;
   std::filesystem::create_directory(dir.sub("mainlog"));
   VolumeConfig config = EximConfig(dir.sub("mainlog"));
@@ -420,10 +420,20 @@ TEST_CASE("ingester: an unreadable source is reported, a missing one waited for"
   CHECK(stats[1].last_error.empty());
   CHECK(store->Position("later").value() == std::nullopt);  // nothing stored for a file never seen
 
+  // Missing for a minute: still waited for, but now reported (a wrong path shows).
+  clock.Advance(std::chrono::seconds(59));
+  CHECK_FALSE(ingester.CatchUp().ok());
+  CHECK(ingester.Stats()[1].last_error.empty());
+  clock.Advance(std::chrono::seconds(1));
+  CHECK_FALSE(ingester.CatchUp().ok());
+  CHECK(ingester.Stats()[1].last_error ==
+        dir.sub("not-yet.log") + ": no such file for 60 s or more (still waiting for it)");
+
   Expect e;
   Append(dir.sub("not-yet.log"), Generate(0, 20, e));
   CHECK_FALSE(ingester.CatchUp().ok());  // the directory is still there
   CheckStats(ingester.Stats()[1], e);
+  CHECK(ingester.Stats()[1].last_error.empty());  // there now: the error clears
   CheckTotals(*store, e);
 }
 
