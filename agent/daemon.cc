@@ -214,7 +214,7 @@ void Daemon::Install(std::unique_ptr<Cycle> next) {
   }
   if (cycle_->sender) cycle_->sender->Start();
   AddApiRoutes(*s.server, cycle_->config, *s.store);
-  if (s.volume) AddVolumeRoutes(*s.server, cycle_->config, *s.volume, s.clock);
+  if (s.volume) AddVolumeRoutes(*s.server, cycle_->config, *s.volume, s.clock, options_.shard);
   if (cycle_->ingester) {
     // A one-shot run counts what the logs hold now. A daemon reads them on the
     // ingester's thread only: a backlog of gigabytes after downtime must not hold up

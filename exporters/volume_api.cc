@@ -65,8 +65,9 @@ std::optional<std::string> ReadItem(const nlohmann::json& j, const Config& confi
 
 }  // namespace
 
-void AddVolumeRoutes(HttpServer& server, std::shared_ptr<const Config> config, VolumeStore& store, Clock& clock) {
-  server.AddRoute("POST", "/api/v1/volume", [config, &store, &clock](const HttpRequest& req) {
+void AddVolumeRoutes(HttpServer& server, std::shared_ptr<const Config> config, VolumeStore& store, Clock& clock,
+                     Shard shard) {
+  server.AddRoute("POST", "/api/v1/volume", [config, &store, &clock, shard](const HttpRequest& req) {
     if (config->api.token.empty())
       return HttpResponse::Text(403, "no [api] token is configured: write endpoints are off\n");
     if (!BearerTokenMatches(req.Header("authorization"), config->api.token)) {
@@ -86,6 +87,15 @@ void AddVolumeRoutes(HttpServer& server, std::shared_ptr<const Config> config, V
       if (auto bad = ReadItem(batch ? body[i] : body, *config, now, &events[i]))
         return HttpResponse::Text(
             400, (batch ? fmt::format("[{}]{}", i, bad->starts_with("must") ? " " : ".") : std::string()) + *bad + "\n");
+    }
+    // Counts for another shard's address would be stored here and judged nowhere.
+    for (size_t i = 0; i < events.size(); ++i) {
+      const IpAddress& ip = events[i].ip;
+      if (!shard.Owns(ip))
+        return HttpResponse::Text(
+            421, fmt::format("{}ip {} belongs to shard {} of {}, not to this agent (shard {}): push it to that agent\n",
+                             batch ? fmt::format("[{}].", i) : std::string(), ip.ToString(),
+                             Shard::OwnerOf(ip, shard.count), shard.count, shard.index));
     }
     if (Status s = store.Add(events, now); !s.ok()) return HttpResponse::Text(500, s.message() + "\n");
     HttpResponse r;

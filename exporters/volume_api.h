@@ -12,13 +12,16 @@
 //   reply     the remote reply of a deferral or bounce, classified like MX-probe replies
 // Every item is checked before anything is stored: a bad one answers 400 naming the
 // item and field ("[3].count must be an integer from 1 to 1000000") and nothing is
-// applied. Success: 200 {"accepted": N}.
+// applied. With several agents (--shard.count), an address another shard owns is
+// refused the same way with 421 naming the owner's index: counts stored here would be
+// judged by no one. Success: 200 {"accepted": N}.
 #pragma once
 
 #include <memory>
 
 #include "agent/clock.h"
 #include "agent/config.h"
+#include "agent/shard.h"
 #include "agent/volume_store.h"
 #include "exporters/http_server.h"
 
@@ -26,6 +29,7 @@ namespace repwatch {
 
 // `store` and `clock` must outlive the server. A reload registers the route again
 // with the new config; requests in flight finish with the one they started with.
-void AddVolumeRoutes(HttpServer& server, std::shared_ptr<const Config> config, VolumeStore& store, Clock& clock);
+void AddVolumeRoutes(HttpServer& server, std::shared_ptr<const Config> config, VolumeStore& store, Clock& clock,
+                     Shard shard = {});
 
 }  // namespace repwatch

@@ -23,14 +23,14 @@ struct Api {
   std::unique_ptr<VolumeStore> store;
   std::unique_ptr<HttpServer> server;
 
-  explicit Api(std::string token = kToken) {
+  explicit Api(std::string token = kToken, Shard shard = {}) {
     config.ranges.push_back(testing::Range("out", {"192.0.2.0/28", "2001:db8::/120"}));
     config.api.token = std::move(token);
     auto opened = VolumeStore::Open(tmp.sub("state"));
     REQUIRE(opened.ok());
     store = std::move(opened).value();
     server = std::make_unique<HttpServer>("127.0.0.1:0");
-    AddVolumeRoutes(*server, std::make_shared<const Config>(config), *store, clock);
+    AddVolumeRoutes(*server, std::make_shared<const Config>(config), *store, clock, shard);
     REQUIRE(server->Start().ok());
   }
   Reply Post(const std::string& body, const std::string& headers = kAuth) {
@@ -116,6 +116,30 @@ TEST_CASE("volume API: a bad item is a 400 that names it, and nothing is applied
     CHECK(r.body == c.answer);
   }
   CHECK(api.TodayOf("192.0.2.1").attempts() == 0);  // the good first items were not applied either
+}
+
+TEST_CASE("volume API: an address another shard owns is refused with 421 naming it, nothing applied",
+          "[volume_api]") {
+  const Shard shard = Shard::Make(1, 3).value();
+  // One address this shard owns and one it does not.
+  std::string mine, theirs;
+  for (int i = 0; i < 16 && (mine.empty() || theirs.empty()); ++i) {
+    const std::string ip = "192.0.2." + std::to_string(i);
+    (shard.Owns(IpAddress::Parse(ip).value()) ? mine : theirs) = ip;
+  }
+  REQUIRE_FALSE(mine.empty());
+  REQUIRE_FALSE(theirs.empty());
+  const uint32_t owner = Shard::OwnerOf(IpAddress::Parse(theirs).value(), 3);
+  Api api(kToken, shard);
+  Reply r = api.Post(R"([{"ip":")" + mine + R"(","count":5,"outcome":"delivered"},{"ip":")" + theirs +
+                     R"(","count":7,"outcome":"delivered"}])");
+  CHECK(r.status == 421);
+  CHECK(r.body == "[1].ip " + theirs + " belongs to shard " + std::to_string(owner) +
+                      " of 3, not to this agent (shard 1): push it to that agent\n");
+  CHECK(api.TodayOf(mine.c_str()).delivered == 0);  // the batch is refused whole
+  r = api.Post(R"({"ip":")" + mine + R"(","count":5,"outcome":"delivered"})");
+  CHECK(r.status == 200);
+  CHECK(api.TodayOf(mine.c_str()).delivered == 5);
 }
 
 }  // namespace
