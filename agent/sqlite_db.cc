@@ -76,21 +76,26 @@ Result<int> SqliteDb::SchemaVersion() {
 }
 
 Status SqliteDb::Migrate(std::span<const char* const> migrations) {
+  // One write transaction from reading the version to the last migration, so two
+  // processes opening a new database at once (`repwatch check` while the daemon
+  // starts) cannot both apply the same migration: the second waits, then sees it done.
+  if (Status s = Exec("begin migration", "BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto fail = [this](Status s) {
+    Exec("rollback", "ROLLBACK");
+    return s;
+  };
   auto version = SchemaVersion();
-  if (!version.ok()) return version.status();
+  if (!version.ok()) return fail(version.status());
   const int latest = static_cast<int>(migrations.size());
   if (version.value() > latest)
-    return Status::Error(path_ + ": schema version " + std::to_string(version.value()) +
-                         " is newer than this repwatch understands (" + std::to_string(latest) + ")");
+    return fail(Status::Error(path_ + ": schema version " + std::to_string(version.value()) +
+                              " is newer than this repwatch understands (" + std::to_string(latest) + ")"));
   for (int v = version.value(); v < latest; ++v) {
-    std::string sql = std::string("BEGIN IMMEDIATE;") + migrations[static_cast<size_t>(v)] +
-                      "INSERT INTO schema_version (version) VALUES (" + std::to_string(v + 1) + ");COMMIT;";
-    if (Status s = Exec("migration to schema version " + std::to_string(v + 1), sql.c_str()); !s.ok()) {
-      Exec("rollback", "ROLLBACK");
-      return s;
-    }
+    std::string sql = std::string(migrations[static_cast<size_t>(v)]) +
+                      ";INSERT INTO schema_version (version) VALUES (" + std::to_string(v + 1) + ");";
+    if (Status s = Exec("migration to schema version " + std::to_string(v + 1), sql.c_str()); !s.ok()) return fail(s);
   }
-  return Status::Ok();
+  return Exec("commit migration", "COMMIT");
 }
 
 Result<SqliteStoreConnections> OpenSqliteStore(const std::string& state_dir, const std::string& file,

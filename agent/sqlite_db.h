@@ -34,7 +34,8 @@ class SqliteDb {
   const std::string& path() const { return path_; }
 
   // Brings the schema to version migrations.size(): migration i (append only) takes
-  // version i to i + 1, each in its own transaction with the version row it writes.
+  // version i to i + 1. All in one write transaction with the version it read, so a
+  // failed step leaves the database as it was, and concurrent openers do not race.
   // A database newer than this binary is an error, never touched.
   Status Migrate(std::span<const char* const> migrations);
 
