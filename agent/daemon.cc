@@ -388,7 +388,13 @@ void Daemon::TryLoad() {
   }
   log::Info(fmt::format("reloading {} ({})", options_.config_path, signalled ? "SIGHUP" : "POST /-/reload"));
   auto loaded = LoadDaemonConfig(options_.config_path);
-  if (!loaded.ok()) return FinishReload(loaded.status(), serves);
+  if (!loaded.ok()) {
+    // The file as it is now does not load: a good config read earlier and not applied
+    // yet is dropped too (its requests get this answer), so what runs never differs
+    // from what repwatch_config_last_reload_successful says.
+    pending_.reset();
+    return FinishReload(loaded.status(), serves);
+  }
   for (const auto& w : loaded.value().warnings) log::Warn(w.ToString());
   pending_ = std::move(loaded).value();
   pending_serves_ = serves;
