@@ -260,7 +260,8 @@ HttpResponse LandingPage() {
   return res;
 }
 
-// The client of a request is on this host (127.0.0.0/8, ::1, or IPv4-mapped 127/8).
+}  // namespace
+
 bool IsLoopbackClient(const std::string& remote_addr) {
   unsigned char a[16];
   if (inet_pton(AF_INET, remote_addr.c_str(), a) == 1) return a[0] == 127;
@@ -269,8 +270,6 @@ bool IsLoopbackClient(const std::string& remote_addr) {
   static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   return std::equal(a, a + 16, kLoopback6) || (std::equal(a, a + 12, kMapped) && a[12] == 127);
 }
-
-}  // namespace
 
 bool BearerTokenMatches(std::string_view authorization, std::string_view token) {
   constexpr std::string_view kBearer = "Bearer ";

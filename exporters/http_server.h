@@ -117,5 +117,9 @@ void AddReloadRoute(HttpServer& server, ReloadRoute route);
 // Whether an Authorization header value is "Bearer <token>" (constant-time compare).
 // An empty token never matches.
 bool BearerTokenMatches(std::string_view authorization, std::string_view token);
+// The client address of a request (HttpRequest::remote_addr) is on this host:
+// 127.0.0.0/8, ::1, or IPv4-mapped 127/8. Behind a local reverse proxy every client
+// looks like this: give such a setup an [api] token.
+bool IsLoopbackClient(const std::string& remote_addr);
 
 }  // namespace repwatch

@@ -175,6 +175,19 @@ TEST_CASE("POST /-/reload needs the API token once one is configured", "[http][r
   CHECK(tried == 2);
 }
 
+TEST_CASE("IsLoopbackClient: only 127/8, ::1 and IPv4-mapped 127/8 (the reload route's 403 without a token)",
+          "[http]") {
+  for (const char* local : {"127.0.0.1", "127.255.1.1", "::1", "::ffff:127.0.0.2"}) {
+    INFO(local);
+    CHECK(IsLoopbackClient(local));
+  }
+  for (const char* remote : {"10.0.0.1", "192.0.2.1", "128.0.0.1", "::ffff:10.0.0.1", "2001:db8::1", "::", "::2",
+                             "", "localhost", "127.0.0.1:9754", "garbage"}) {
+    INFO(remote);
+    CHECK_FALSE(IsLoopbackClient(remote));
+  }
+}
+
 TEST_CASE("BearerTokenMatches: exact token after \"Bearer \" only", "[http]") {
   CHECK(BearerTokenMatches("Bearer secret-token", "secret-token"));
   CHECK_FALSE(BearerTokenMatches("Bearer secret-tokeN", "secret-token"));
