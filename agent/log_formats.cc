@@ -1029,9 +1029,7 @@ class PowerMtaParser final : public LineParser {
     if (fields_.size() == 1) return LineKind::kMalformed;  // not CSV at all
     // Record types are short words (d, b, t, tq, r, rb, rs, f, ...); anything else in
     // the first column is not a record, e.g. a line of text that happens to hold a comma.
-    if (type.size() > 8 || !std::all_of(type.begin(), type.end(), [](char c) {
-          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-        }))
+    if (type.size() > 8 || !std::all_of(type.begin(), type.end(), [](char c) { return IsAlnum(c) || c == '_'; }))
       return LineKind::kMalformed;
 
     // A header is bound to the first record type that follows it, so files with one
