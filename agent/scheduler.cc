@@ -9,6 +9,15 @@ namespace {
 
 constexpr std::chrono::milliseconds kMaxPollWait{100};
 
+// Whether CycleOptions::stop_grace has run out since a stop request was first seen
+// (remembered in `seen`); never without a stop request or a grace.
+bool GraceOver(const CycleOptions& options, std::optional<std::chrono::steady_clock::time_point>& seen,
+               std::chrono::steady_clock::time_point now) {
+  if (!options.stop || !options.stop->load()) return false;
+  if (!seen) seen = now;
+  return options.stop_grace && now - *seen >= *options.stop_grace;
+}
+
 }  // namespace
 
 Scheduler::Scheduler(std::vector<std::unique_ptr<Check>>& checks, Resolver& resolver, Clock& clock)
@@ -22,13 +31,9 @@ bool Scheduler::RunBeginCycle(CycleReport* report, const CycleOptions& options) 
   for (auto& check : checks_) check->BeginCycle(&raw->report, [raw] { --raw->remaining; });
   std::optional<std::chrono::steady_clock::time_point> stop_seen;
   while (begin->remaining > 0) {
-    if (options.stop && options.stop->load()) {
-      const auto now = clock_.Now();
-      if (!stop_seen) stop_seen = now;
-      if (options.stop_grace && now - *stop_seen >= *options.stop_grace) {
-        abandoned_begins_.push_back(std::move(begin));
-        return false;
-      }
+    if (GraceOver(options, stop_seen, clock_.Now())) {
+      abandoned_begins_.push_back(std::move(begin));
+      return false;
     }
     PollAll(kMaxPollWait);
     if (options.on_poll) options.on_poll();
@@ -86,8 +91,7 @@ CycleOutcome Scheduler::RunCycle(const TargetSet& targets, const CycleOptions& o
       ++out.addresses_done;
     }
     if (open.empty() && (next >= n || stopped())) break;
-    if (stopped() && !stop_seen) stop_seen = now;
-    if (stop_seen && options.stop_grace && now - *stop_seen >= *options.stop_grace) {
+    if (GraceOver(options, stop_seen, now)) {
       for (auto& [id, o] : open) abandoned_.push_back(std::move(o));
       break;
     }
