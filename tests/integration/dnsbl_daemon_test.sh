@@ -40,11 +40,7 @@ start_agent() {
   lab_log "agent ($1 start) ready after $((SECONDS - t0))s"
 }
 
-stop_agent() {
-  local rc=0
-  lab_stop "$AGENT_PID" 20 || rc=$?
-  lab_check "agent exits 0 on SIGTERM ($1; rc=$rc)" test "$rc" = 0
-}
+stop_agent() { lab_stop_ok "$AGENT_PID" "$1"; }
 
 check_metrics() {
   local file="$LAB_DIR/metrics-$1.txt"

@@ -47,11 +47,7 @@ start_agent() {  # NAME [CONFIG]
   lab_wait_http "$WEB/-/healthy" 30 "$AGENT_PID"
 }
 
-stop_agent() {
-  local rc=0
-  lab_stop "$AGENT_PID" 20 || rc=$?
-  lab_check "agent exits 0 on SIGTERM ($1; rc=$rc)" test "$rc" = 0
-}
+stop_agent() { lab_stop_ok "$AGENT_PID" "$1"; }
 
 # wait_counts WHAT [TIMEOUT_S]: the agent reads on its own; waits until volume.db
 # equals the ledger, then checks it (printing every difference when it does not).

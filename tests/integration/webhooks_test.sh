@@ -105,11 +105,7 @@ start_agent() {
   lab_wait_http "$WEB/-/healthy" 30 "$AGENT_PID"
 }
 
-stop_agent() {
-  local rc=0
-  lab_stop "$AGENT_PID" 20 || rc=$?
-  lab_check "agent exits 0 on SIGTERM ($1; rc=$rc)" test "$rc" = 0
-}
+stop_agent() { lab_stop_ok "$AGENT_PID" "$1"; }
 
 # wait_for_log FILE REGEX TIMEOUT_S: true once FILE has a line matching REGEX.
 wait_for_log() {

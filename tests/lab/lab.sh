@@ -140,6 +140,14 @@ lab_stop() {
   return "$rc"
 }
 
+# lab_stop_ok PID WHAT: lab_stop with 20 s, recorded as a check that the agent
+# exited 0 on SIGTERM (WHAT says when).
+lab_stop_ok() {
+  local rc=0
+  lab_stop "$1" 20 || rc=$?
+  lab_check "agent exits 0 on SIGTERM ($2; rc=$rc)" test "$rc" = 0
+}
+
 # lab_alive PID: true while the process runs.
 lab_alive() { kill -0 "$1" 2>/dev/null; }
 
