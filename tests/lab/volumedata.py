@@ -154,10 +154,6 @@ def pmta_line(row, header):
     return ",".join(csv_field(row.get(col, "")) for col in header)
 
 
-def header_of(ledger, fmt):
-    return ledger["pmta_header"] if fmt == "powermta" else None
-
-
 def render(ledger, fmt, rec):
     return pmta_line(rec, ledger["pmta_header"]) if fmt == "powermta" else rec
 
@@ -407,14 +403,14 @@ def cmd_push(a):
         failures += not ok
     today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     accepted = [
-        ({"ip": v4, "count": 40, "outcome": "delivered", "receiver": "gmail.com"}, None),
-        ([{"ip": v6, "count": 25, "outcome": "delivered", "receiver": "mx.outlook.com", "at": now - 60},
-          {"ip": v6, "count": 3, "outcome": "deferred", "receiver": "gmail.com", "reply": GMAIL_421},
-          {"ip": v4, "count": 2, "outcome": "bounced", "receiver": "example.org",
-           "at": dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}], None),
+        {"ip": v4, "count": 40, "outcome": "delivered", "receiver": "gmail.com"},
+        [{"ip": v6, "count": 25, "outcome": "delivered", "receiver": "mx.outlook.com", "at": now - 60},
+         {"ip": v6, "count": 3, "outcome": "deferred", "receiver": "gmail.com", "reply": GMAIL_421},
+         {"ip": v4, "count": 2, "outcome": "bounced", "receiver": "example.org",
+          "at": dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}],
     ]
     groups = dict(RECEIVERS)
-    for body, _ in accepted:
+    for body in accepted:
         items = body if isinstance(body, list) else [body]
         code, text = post(a.url, a.token, body)
         ok = code == 200 and json.loads(text or "{}").get("accepted") == len(items)
